@@ -1,0 +1,209 @@
+"""Campaign files: YAML → validated pydantic models, with errors that say how to fix them.
+
+A campaign lists instances inline and/or pulls them from SWE-bench JSON/JSONL files::
+
+    name: example
+    instances:
+      - id: calc-off-by-one
+        repo: calc                 # relative to this file's directory
+        test_cmd: python -m pytest -q tests/test_calc.py
+      - swebench: dev.jsonl        # SWE-bench instances ...
+        repos: checkouts           # ... whose repos are checked out under this directory
+    sandbox: {backend: auto, timeout_s: 60, memory_mb: 2048}
+    budget: {max_attempts: 200, max_wall_s: 600}
+
+Relative paths are resolved against the campaign file's directory. Nothing here touches
+the repositories except to check that they exist.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from patchsmith.domain import Budget, Instance, SandboxConfig, Strict, config_hash
+from patchsmith.errors import ConfigError
+
+GIT_URL = re.compile(r"^(https?://|ssh://|git@|git://|file://)")
+
+
+class SearchTier(Strict):
+    """Tier 0: deterministic mutation search, no model, no GPU."""
+
+    kind: Literal["search"] = "search"
+    name: str = Field(default="search", description="Tier name used in records and reports.")
+    generator: Literal["mutation"] = Field(default="mutation", description="Search generator.")
+    max_order: int = Field(
+        default=2, ge=1, le=2, description="Combine up to this many mutations per candidate."
+    )
+    batch: int = Field(default=8, gt=0, description="Candidates proposed per round.")
+    top_lines: int = Field(default=12, gt=0, description="Suspicious lines mutated at most.")
+
+
+Tier = SearchTier
+
+
+class Campaign(Strict):
+    """A validated campaign: what to repair, where to run it, and within which budget."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Campaign name.")
+    instances: list[Instance] = Field(min_length=1, description="Instances to repair.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    budget: Budget = Field(default_factory=Budget)
+    tiers: list[Tier] = Field(default_factory=lambda: [SearchTier()], min_length=1)
+    concurrency: int = Field(default=2, gt=0, description="Instances repaired in parallel.")
+    verify: bool = Field(
+        default=True, description="Re-run the full tests on a fresh workspace before accepting."
+    )
+
+    def instance_key(self, instance: Instance) -> str:
+        """Key of the work for one instance: same key ⇒ same result expected (resume)."""
+        return config_hash(instance, self.sandbox, self.budget, *self.tiers)
+
+
+def _format_validation(path: Path, exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = prefix + ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
+        loc = loc.replace(".[", "[")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the README's campaign format)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        else:
+            msg = err["msg"]
+        lines.append(f"  {loc or '<top>'}: {msg}")
+    return f"{path}: invalid campaign:\n" + "\n".join(lines)
+
+
+def _swebench_rows(file: Path) -> list[dict[str, Any]]:
+    text = file.read_text()
+    if file.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    data = json.loads(text)
+    return data if isinstance(data, list) else [data]
+
+
+def _json_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else []
+    return list(value or [])
+
+
+def swebench_instances(
+    file: Path, repos: Path, test_cmd: str = "python -m pytest -q"
+) -> list[dict[str, Any]]:
+    """SWE-bench rows → raw instance dicts, with ``repo`` resolved under ``repos``."""
+    out = []
+    for i, row in enumerate(_swebench_rows(file)):
+        missing = {"instance_id", "repo"} - row.keys()
+        if missing:
+            raise ConfigError(f"{file}: row {i}: missing {sorted(missing)}")
+        name = str(row["repo"])
+        options = [repos / name.replace("/", "__"), repos / name.split("/")[-1], repos / name]
+        found = next((p for p in options if p.is_dir()), None)
+        if found is None:
+            raise ConfigError(
+                f"{file}: row {i} ({row['instance_id']}): no checkout of {name!r} under {repos} "
+                f"(looked for {', '.join(p.name for p in options)}): clone it there first"
+            )
+        out.append(
+            {
+                "id": row["instance_id"],
+                "repo": str(found),
+                "base_commit": row.get("base_commit"),
+                "instruction": row.get("problem_statement") or "Fix the failing tests",
+                "test_cmd": row.get("test_cmd", test_cmd),
+                "fail_to_pass": _json_list(row.get("FAIL_TO_PASS")),
+                "pass_to_pass": _json_list(row.get("PASS_TO_PASS")),
+                "test_patch": row.get("test_patch") or None,
+                "tags": ["swebench"],
+            }
+        )
+    return out
+
+
+def _expand_instances(raw: Any, base: Path, path: Path) -> list[Any]:
+    if not isinstance(raw, list):
+        raise ConfigError(
+            f"{path}: instances: expected a list of instances, got {type(raw).__name__}"
+        )
+    out: list[Any] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, dict) and "swebench" in item:
+            extra = set(item) - {"swebench", "repos", "test_cmd"}
+            if extra or "repos" not in item:
+                raise ConfigError(
+                    f"{path}: instances[{i}]: a SWE-bench source takes 'swebench' (file), "
+                    f"'repos' (directory of checkouts) and optional 'test_cmd'"
+                    + (f"; unknown keys {sorted(extra)}" if extra else "; 'repos' is missing")
+                )
+            file, repos = base / item["swebench"], base / item["repos"]
+            for label, p in (("swebench", file), ("repos", repos)):
+                if not p.exists():
+                    raise ConfigError(f"{path}: instances[{i}].{label}: {p} does not exist")
+            out.extend(swebench_instances(file, repos, item.get("test_cmd", "python -m pytest -q")))
+        elif isinstance(item, dict) and isinstance(item.get("repo"), str):
+            repo = item["repo"]
+            if not GIT_URL.match(repo):
+                resolved = (base / repo).resolve()
+                if not resolved.is_dir():
+                    raise ConfigError(
+                        f"{path}: instances[{i}].repo: {repo!r} does not exist "
+                        f"(looked at {resolved}; relative paths start at the campaign file's "
+                        f"directory)"
+                    )
+                item = {**item, "repo": str(resolved)}
+            out.append(item)
+        else:
+            out.append(item)
+    return out
+
+
+def _check_test_cmd(path: Path, index: int, inst: Instance, search_path: str | None) -> None:
+    try:
+        argv = shlex.split(inst.test_cmd)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: instances[{index}].test_cmd: cannot parse: {exc}") from exc
+    if not argv:
+        raise ConfigError(f"{path}: instances[{index}].test_cmd: empty command")
+    if shutil.which(argv[0], path=search_path) is None:
+        raise ConfigError(
+            f"{path}: instances[{index}].test_cmd: {argv[0]!r} is not on the sandbox PATH "
+            f"({search_path}); use a command installed there, e.g. 'python -m pytest -q'"
+        )
+
+
+def load_campaign(path: str | Path, *, search_path: str | None = None) -> Campaign:
+    """Read, expand and validate a campaign file. Raises ConfigError before any work."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: campaign file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'name' and 'instances' at the top")
+    base = path.resolve().parent
+    raw = dict(raw)
+    if "instances" in raw:
+        raw["instances"] = _expand_instances(raw["instances"], base, path)
+    try:
+        campaign = Campaign.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(path, exc)) from exc
+    seen: set[str] = set()
+    for i, inst in enumerate(campaign.instances):
+        if inst.instance_id in seen:
+            raise ConfigError(f"{path}: instances[{i}].id: duplicate id {inst.instance_id!r}")
+        seen.add(inst.instance_id)
+        _check_test_cmd(path, i, inst, search_path)
+    return campaign

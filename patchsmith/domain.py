@@ -1,0 +1,283 @@
+"""Domain types shared by every layer (flows, tasks, adapters, infra).
+
+Everything here is a plain pydantic value: safe to pass between Prefect tasks, to
+persist as JSON, and to compare in tests. Behaviour lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """Base for config-like models: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Value(BaseModel):
+    """Base for result values produced by the pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Intent(StrEnum):
+    bugfix = "bugfix"
+    refactor = "refactor"
+    migration = "migration"
+    tests = "tests"
+
+
+class Instance(Strict):
+    """One task instance: a repository state, an instruction and how to test it."""
+
+    instance_id: str = Field(
+        validation_alias=AliasChoices("id", "instance_id"),
+        description="Unique id of the instance within a campaign.",
+        min_length=1,
+    )
+    repo: str = Field(description="Local path (git repo or plain dir), or a git URL.")
+    base_commit: str | None = Field(
+        default=None, description="Commit to test at; None = the working tree as it is."
+    )
+    instruction: str = Field(default="Fix the failing tests", description="What to do.")
+    test_cmd: str = Field(
+        default="python -m pytest -q", description="Command that runs the tests (shell words)."
+    )
+    fail_to_pass: list[str] = Field(
+        default_factory=list,
+        description="Tests that must go from failing to passing; computed when empty.",
+    )
+    pass_to_pass: list[str] = Field(
+        default_factory=list,
+        description="Tests that must keep passing; computed when empty.",
+    )
+    scope: list[str] = Field(
+        default_factory=lambda: ["**/*.py"],
+        description="Globs of files a patch may touch (relative to the repo root).",
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["tests/**", "test_*.py", "**/test_*.py", "**/conftest.py"],
+        description="Globs of files a patch must not touch (tests by default).",
+    )
+    intent: Intent = Field(default=Intent.bugfix, description="Kind of change wanted.")
+    tags: list[str] = Field(default_factory=list, description="Free-form labels.")
+    test_patch: str | None = Field(
+        default=None, description="Unified diff applied before testing (SWE-bench)."
+    )
+
+
+class SandboxConfig(Strict):
+    """Where and under which limits commands run."""
+
+    backend: Literal["auto", "bwrap", "subprocess", "docker"] = Field(
+        default="auto", description="auto = bwrap where bubblewrap exists, else subprocess."
+    )
+    timeout_s: float = Field(default=60.0, gt=0, description="Wall-clock limit per command.")
+    memory_mb: int = Field(default=2048, gt=0, description="Address-space limit per process.")
+    max_procs: int = Field(default=256, gt=0, description="Process/thread limit.")
+    tmp_mb: int = Field(default=256, gt=0, description="Size of the private /tmp.")
+    output_kb: int = Field(default=64, gt=0, description="Bytes of stdout/stderr kept (tail).")
+
+
+class Budget(Strict):
+    """Per-instance budget. The loop stops at the first limit reached."""
+
+    max_attempts: int = Field(default=200, gt=0, description="Candidates tested at most.")
+    max_wall_s: float = Field(default=600.0, gt=0, description="Wall time per instance.")
+    max_tokens: int | None = Field(default=None, description="Model tokens (in+out) at most.")
+    max_dollars: float | None = Field(default=None, description="Cost at most.")
+
+
+# ---------------------------------------------------------------- sandbox values
+
+
+class ExecResult(Value):
+    """What one sandboxed command did."""
+
+    argv: list[str]
+    exit_code: int | None = Field(description="None when killed before it exited.")
+    timed_out: bool = False
+    limit_hit: Literal["timeout", "memory", "procs", "output"] | None = None
+    duration_s: float
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    backend: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+# ---------------------------------------------------------------- pipeline values
+
+
+class TestOutcome(StrEnum):
+    passed = "passed"
+    failed = "failed"
+    error = "error"
+    skipped = "skipped"
+
+
+class TestReport(Value):
+    """Per-test results of one test run (or of a staged run: targets, then the rest)."""
+
+    __test__ = False  # keep pytest from collecting this class
+
+    outcomes: dict[str, TestOutcome] = Field(default_factory=dict)
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    timed_out: bool = False
+    limit_hit: str | None = None
+    log_tail: str = ""
+    stopped_early: bool = Field(
+        default=False, description="True when a target failed and the rest was not run."
+    )
+    infra_error: str | None = Field(
+        default=None, description="Set when the sandbox could not run the tests at all."
+    )
+
+    def failing(self) -> list[str]:
+        return sorted(
+            t for t, o in self.outcomes.items() if o in (TestOutcome.failed, TestOutcome.error)
+        )
+
+    def passing(self) -> list[str]:
+        return sorted(t for t, o in self.outcomes.items() if o == TestOutcome.passed)
+
+
+class SuspiciousLine(Value):
+    path: str = Field(description="Path relative to the repository root.")
+    line: int = Field(ge=1)
+    score: float = Field(description="Higher is more suspicious.")
+    sources: list[str] = Field(default_factory=list, description="e.g. ochiai, traceback.")
+
+
+class Plan(Value):
+    instance_id: str
+    intent: Intent
+    fail_to_pass: list[str]
+    pass_to_pass: list[str]
+    flaky: list[str] = Field(default_factory=list)
+    suspicious: list[SuspiciousLine] = Field(default_factory=list)
+    baseline: TestReport
+    tier: str = Field(description="Name of the first tier to try.")
+    notes: list[str] = Field(default_factory=list)
+
+
+class Candidate(Value):
+    """A proposed edit, always normalized to a unified diff (a/ b/ prefixes)."""
+
+    candidate_id: str = Field(description="Stable id: sha256 of the diff, first 16 hex.")
+    generator: str
+    tier: str
+    diff: str
+    description: str = ""
+    score: float = 0.0
+    files: list[str] = Field(default_factory=list)
+    parent_ids: list[str] = Field(default_factory=list, description="For combined edits.")
+
+    @staticmethod
+    def make_id(diff: str) -> str:
+        return hashlib.sha256(diff.encode()).hexdigest()[:16]
+
+
+class Verdict(StrEnum):
+    accept = "accept"
+    refine = "refine"
+    escalate = "escalate"
+    give_up = "give_up"
+
+
+class Critique(Value):
+    verdict: Verdict
+    score: float = 0.0
+    reasons: list[str] = Field(default_factory=list)
+    feedback: str = ""
+    fixed: list[str] = Field(default_factory=list)
+    still_failing: list[str] = Field(default_factory=list)
+    regressions: list[str] = Field(default_factory=list)
+    lint_delta: int = 0
+    diff_lines: int = 0
+
+
+class Usage(Value):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    gpu_seconds: float = 0.0
+    dollars: float | None = Field(default=0.0, description="None = price unknown.")
+
+    def __add__(self, other: Usage) -> Usage:
+        dollars = (
+            None if self.dollars is None or other.dollars is None else self.dollars + other.dollars
+        )
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            latency_s=self.latency_s + other.latency_s,
+            gpu_seconds=self.gpu_seconds + other.gpu_seconds,
+            dollars=dollars,
+        )
+
+
+class AttemptStatus(StrEnum):
+    accepted = "accepted"
+    rejected = "rejected"
+    malformed_edit = "malformed_edit"
+    infra_error = "infra_error"
+
+
+class Attempt(Value):
+    instance_id: str
+    number: int = Field(ge=1)
+    tier: str
+    generator: str
+    candidate: Candidate | None
+    report: TestReport | None
+    critique: Critique | None
+    usage: Usage = Field(default_factory=Usage)
+    status: AttemptStatus
+    error: str | None = None
+    started_at: float
+    duration_s: float
+    model: dict[str, Any] = Field(
+        default_factory=dict, description="Model id, adapters, quantization (LLM tiers)."
+    )
+
+
+class OutcomeStatus(StrEnum):
+    resolved = "resolved"
+    unresolved = "unresolved"
+    error = "error"
+
+
+class Outcome(Value):
+    instance_id: str
+    status: OutcomeStatus
+    attempts: int = 0
+    tier: str | None = None
+    duration_s: float = 0.0
+    patch: str | None = None
+    patch_file: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    model_name_or_path: str = "patchsmith"
+    usage: Usage = Field(default_factory=Usage)
+
+
+def config_hash(*parts: BaseModel | dict[str, Any] | str | None) -> str:
+    """Stable sha256 over pydantic models / dicts / strings (order matters)."""
+    blob = json.dumps(
+        [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
