@@ -127,6 +127,9 @@ class TestOutcome(StrEnum):
     skipped = "skipped"
 
 
+TestOutcome.__test__ = False  # type: ignore[attr-defined]  # not a pytest test class
+
+
 class TestReport(Value):
     """Per-test results of one test run (or of a staged run: targets, then the rest)."""
 

@@ -1,0 +1,137 @@
+"""``patchsmith doctor``: what this machine offers and what follows from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from patchsmith.infra.settings import home
+
+Check = tuple[str, bool, str]
+
+
+def _runs(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=20, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _bwrap() -> Check:
+    if not shutil.which("bwrap"):
+        return (
+            "bubblewrap",
+            False,
+            "sandbox falls back to 'subprocess' (NO isolation): apt-get install bubblewrap",
+        )
+    ok = _runs(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "true"])
+    return (
+        "bubblewrap",
+        ok,
+        "default sandbox: no network, read-only system, limits"
+        if ok
+        else "bwrap is installed but cannot create namespaces here (check user namespaces)",
+    )
+
+
+def _docker() -> Check:
+    sock = Path(
+        os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+    )
+    has_sdk = importlib.util.find_spec("docker") is not None
+    ok = sock.exists() and has_sdk
+    why = (
+        "docker sandbox backend usable"
+        if ok
+        else (
+            "no Docker engine socket" if not sock.exists() else "pip install 'patchsmith[docker]'"
+        )
+    )
+    return ("docker engine", ok, why)
+
+
+def _cuda() -> Check:
+    if importlib.util.find_spec("torch") is None:
+        return ("CUDA", False, "torch not installed: pip install 'patchsmith[hf]' (CPU works too)")
+    import torch
+
+    ok = bool(torch.cuda.is_available())
+    return (
+        "CUDA",
+        ok,
+        f"{torch.cuda.get_device_name(0)}: bnb/vLLM GPU paths"
+        if ok
+        else "no GPU: hf backend runs on CPU; bnb 4/8-bit run on CPU slowly",
+    )
+
+
+def _module(name: str, label: str, meaning_ok: str, fix: str) -> Check:
+    ok = importlib.util.find_spec(name) is not None
+    return (label, ok, meaning_ok if ok else fix)
+
+
+def _prefect() -> Check:
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        return ("Prefect API", True, f"server at {url}")
+    return (
+        "Prefect API",
+        True,
+        "embedded: ephemeral API on SQLite under "
+        f"{os.environ.get('PREFECT_HOME', home() / 'prefect')} (no server to start)",
+    )
+
+
+def _mlflow() -> Check:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+    return (
+        "MLflow store",
+        True,
+        f"tracking URI {uri}; browse with `mlflow ui --backend-store-uri {uri}`",
+    )
+
+
+def _workspace() -> Check:
+    from patchsmith.infra.workspace import WorkspaceManager
+
+    method = WorkspaceManager(home() / "workspaces").method
+    return (
+        "workspaces",
+        method == "overlay",
+        "overlayfs: constant-time per attempt"
+        if method == "overlay"
+        else "full copies per attempt (run as root for overlayfs)",
+    )
+
+
+def checks() -> list[Check]:
+    """Every check, in display order."""
+    return [
+        _bwrap(),
+        _workspace(),
+        _docker(),
+        _cuda(),
+        _module(
+            "flash_attn",
+            "flash-attn",
+            "attention=auto uses flash_attention_2 on CUDA",
+            "attention=auto uses sdpa (flash-attn needs CUDA: pip install 'patchsmith[gpu]')",
+        ),
+        _module(
+            "vllm",
+            "vllm (in-process)",
+            "vllm backend usable on this worker",
+            "run `vllm serve` in its own environment and use the openai backend",
+        ),
+        _module(
+            "transformers",
+            "transformers",
+            "hf backend usable",
+            "pip install 'patchsmith[hf]' for local models",
+        ),
+        _prefect(),
+        _mlflow(),
+    ]

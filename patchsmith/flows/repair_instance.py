@@ -1,0 +1,46 @@
+"""Flow: repair one instance of a campaign (the deployment users trigger from the UI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from patchsmith.errors import ConfigError
+from patchsmith.flows.common import (
+    campaign_yaml,
+    current_flow_run_id,
+    load_inputs,
+    publish_summary,
+)
+from patchsmith.tasks.campaign import close_session, open_session, run_instance
+from patchsmith.tasks.steps import PREFECT_STEPS
+
+
+@flow(name="repair_instance")
+def repair_instance(
+    campaign_file: str,
+    instance_id: str,
+    out: str | None = None,
+    redo: bool = False,
+    tracking: bool = True,
+) -> dict[str, Any]:
+    """Repair the instance ``instance_id`` of ``campaign_file``."""
+    campaign, home, out_dir = load_inputs(campaign_file, out)
+    by_id = {i.instance_id: i for i in campaign.instances}
+    if instance_id not in by_id:
+        raise ConfigError(
+            f"{campaign_file}: no instance {instance_id!r}; known: {', '.join(sorted(by_id))}"
+        )
+    session = open_session(
+        campaign,
+        home=home,
+        out_dir=out_dir,
+        redo=redo,
+        tracking=tracking,
+        flow_run_id=current_flow_run_id(),
+    )
+    outcome = run_instance(session, by_id[instance_id], PREFECT_STEPS)
+    outcomes, _ = close_session(session, campaign_yaml(campaign))
+    publish_summary(campaign, outcomes)
+    return outcome.model_dump(mode="json")

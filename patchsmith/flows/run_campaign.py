@@ -1,0 +1,73 @@
+"""Flow: run a whole campaign, instances in parallel with bounded concurrency.
+
+Instances run as Prefect tasks, not sub-flows: a flow run costs seconds on the embedded
+SQLite API, a task milliseconds (see bench/orchestration.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from patchsmith.domain import Instance, Outcome
+from patchsmith.flows.common import (
+    artifact_key,
+    campaign_yaml,
+    current_flow_run_id,
+    load_inputs,
+    publish_summary,
+)
+from patchsmith.tasks.campaign import Session, close_session, open_session, run_instance
+from patchsmith.tasks.steps import PREFECT_STEPS
+
+
+@task(
+    name="repair-instance",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    task_run_name="repair {instance.instance_id}",
+)
+def repair_instance_task(session: Session, instance: Instance) -> Outcome:
+    """One instance inside a campaign (errors are recorded, then re-raised)."""
+    return run_instance(session, instance, PREFECT_STEPS)
+
+
+@flow(name="run_campaign", task_runner=ThreadPoolTaskRunner(max_workers=32))
+def run_campaign(
+    campaign_file: str,
+    out: str | None = None,
+    concurrency: int | None = None,
+    redo: bool = False,
+    tracking: bool = True,
+) -> dict[str, Any]:
+    """Repair every instance of a campaign file; write outcomes, patches and a summary."""
+    campaign, home, out_dir = load_inputs(campaign_file, out)
+    session = open_session(
+        campaign,
+        home=home,
+        out_dir=out_dir,
+        concurrency=concurrency,
+        redo=redo,
+        tracking=tracking,
+        flow_run_id=current_flow_run_id(),
+    )
+    total = len(campaign.instances)
+    progress = create_progress_artifact(
+        0.0, key=f"{artifact_key(campaign.name)}-progress", description="instances finished"
+    )
+    futures = [repair_instance_task.submit(session, inst) for inst in campaign.instances]
+    for done, _future in enumerate(as_completed(futures), start=1):
+        update_progress_artifact(progress, 100.0 * done / total)
+    outcomes, status = close_session(session, campaign_yaml(campaign))
+    publish_summary(campaign, outcomes)
+    return {
+        "campaign": campaign.name,
+        "status": status,
+        "out_dir": str(out_dir),
+        "outcomes": [o.model_dump(mode="json") for o in outcomes],
+    }

@@ -1,0 +1,123 @@
+"""Campaign outputs: outcomes.jsonl, predictions.jsonl (SWE-bench), patches/, summary.md.
+
+Files are rewritten atomically (temp file + rename) after every finished instance, so a
+crash never leaves a half-written line and a resumed campaign never duplicates one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from patchsmith.domain import Outcome, OutcomeStatus
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _safe_name(instance_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in instance_id)
+
+
+class OutputWriter:
+    """Collects outcomes of one campaign and keeps the output directory in step."""
+
+    def __init__(self, out_dir: Path, model_name: str = "patchsmith") -> None:
+        self.dir = out_dir
+        self.model_name = model_name
+        self._outcomes: dict[str, Outcome] = {}
+        self._lock = threading.Lock()
+        (out_dir / "patches").mkdir(parents=True, exist_ok=True)
+
+    def add(self, outcome: Outcome) -> Outcome:
+        """Record an outcome (writing its patch file) and rewrite the JSONL files."""
+        if outcome.patch:
+            rel = f"patches/{_safe_name(outcome.instance_id)}.diff"
+            _atomic_write(self.dir / rel, outcome.patch)
+            outcome = outcome.model_copy(update={"patch_file": rel})
+        with self._lock:
+            self._outcomes[outcome.instance_id] = outcome
+            ordered = list(self._outcomes.values())
+            _atomic_write(self.dir / "outcomes.jsonl", "".join(_outcome_line(o) for o in ordered))
+            _atomic_write(
+                self.dir / "predictions.jsonl",
+                "".join(self._prediction_line(o) for o in ordered),
+            )
+        return outcome
+
+    def _prediction_line(self, o: Outcome) -> str:
+        row = {
+            "instance_id": o.instance_id,
+            "model_name_or_path": o.model_name_or_path or self.model_name,
+            "model_patch": o.patch or "",
+        }
+        return json.dumps(row) + "\n"
+
+    def outcomes(self) -> list[Outcome]:
+        with self._lock:
+            return list(self._outcomes.values())
+
+    def write_summary(self, name: str) -> str:
+        """Write summary.md and return its Markdown."""
+        md = summary_markdown(name, self.outcomes())
+        _atomic_write(self.dir / "summary.md", md)
+        return md
+
+
+def _outcome_line(o: Outcome) -> str:
+    row = {
+        "instance_id": o.instance_id,
+        "status": o.status.value,
+        "attempts": o.attempts,
+        "tier": o.tier,
+        "duration_s": o.duration_s,
+        "patch_file": o.patch_file,
+        "reasons": o.reasons,
+    }
+    return json.dumps(row) + "\n"
+
+
+def summary_rows(outcomes: Iterable[Outcome]) -> list[dict[str, object]]:
+    """One row per instance, for tables (terminal, Markdown, Prefect artifact)."""
+    return [
+        {
+            "instance": o.instance_id,
+            "status": o.status.value,
+            "tier": o.tier or "-",
+            "attempts": o.attempts,
+            "seconds": round(o.duration_s, 1),
+            "note": (o.reasons[-1] if o.reasons else "")[:80],
+        }
+        for o in sorted(outcomes, key=lambda o: o.instance_id)
+    ]
+
+
+def summary_markdown(name: str, outcomes: list[Outcome]) -> str:
+    """A Markdown summary: totals, then a table of instances."""
+    counts = Counter(o.status.value for o in outcomes)
+    total = len(outcomes)
+    resolved = counts.get(OutcomeStatus.resolved.value, 0)
+    lines = [
+        f"# Campaign `{name}`",
+        "",
+        f"**{resolved}/{total} resolved**, {counts.get('unresolved', 0)} unresolved, "
+        f"{counts.get('error', 0)} error(s); "
+        f"{sum(o.attempts for o in outcomes)} attempts in all.",
+        "",
+        "| instance | status | tier | attempts | seconds | note |",
+        "| --- | --- | --- | ---: | ---: | --- |",
+    ]
+    for row in summary_rows(outcomes):
+        note = str(row["note"]).replace("|", "\\|")
+        lines.append(
+            f"| {row['instance']} | {row['status']} | {row['tier']} | {row['attempts']} "
+            f"| {row['seconds']} | {note} |"
+        )
+    return "\n".join(lines) + "\n"

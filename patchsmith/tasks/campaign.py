@@ -1,0 +1,171 @@
+"""One campaign's shared state and the per-instance wrapper both flows use.
+
+``run_instance`` is where provenance happens: it skips work already done (resume), hands
+every attempt to the store and the tracker as it finishes, and records an outcome even when
+the repair raised, before letting the error propagate so Prefect marks the task failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from patchsmith.config import Campaign
+from patchsmith.domain import Attempt, Instance, Outcome, OutcomeStatus, config_hash
+from patchsmith.infra.sandbox import get_sandbox, resolve_backend
+from patchsmith.infra.store import Store
+from patchsmith.infra.tracking import Tracker, make_tracker
+from patchsmith.infra.workspace import WorkspaceManager
+from patchsmith.outputs import OutputWriter
+from patchsmith.progress import emit
+from patchsmith.tasks.repair import DIRECT, RepairContext, Steps, repair
+
+
+def campaign_params(campaign: Campaign) -> dict[str, Any]:
+    """Flat run parameters recorded with every instance run (no secrets: config only)."""
+    params: dict[str, Any] = {
+        "patchsmith_version": version("patchsmith"),
+        "tiers": " > ".join(f"{t.name}:{t.kind}" for t in campaign.tiers),
+        "sandbox_backend": resolve_backend(campaign.sandbox.backend),
+        "campaign_config_hash": config_hash(campaign)[:16],
+    }
+    for key, value in campaign.sandbox.model_dump().items():
+        params[f"sandbox_{key}"] = value
+    for key, value in campaign.budget.model_dump().items():
+        params[f"budget_{key}"] = value
+    for i, tier in enumerate(campaign.tiers):
+        for key, value in tier.model_dump().items():
+            params[f"tier{i}_{key}"] = value
+    return params
+
+
+@dataclass
+class Session:
+    """What the instances of one campaign run share."""
+
+    campaign: Campaign
+    ctx: RepairContext
+    store: Store
+    tracker: Tracker
+    writer: OutputWriter
+    campaign_id: str
+    campaign_run_id: str | None
+    redo: bool = False
+    flow_run_id: str | None = None
+    slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
+
+
+def open_session(
+    campaign: Campaign,
+    *,
+    home: Path,
+    out_dir: Path,
+    concurrency: int | None = None,
+    redo: bool = False,
+    tracking: bool = True,
+    flow_run_id: str | None = None,
+    store: Store | None = None,
+) -> Session:
+    """Open the store and tracker, start the campaign records, prepare the output dir."""
+    store = store or Store.open(home=home)
+    tracker = make_tracker(tracking, home)
+    cfg = campaign.model_dump(mode="json")
+    campaign_id = store.start_campaign(campaign, config=cfg, flow_run_id=flow_run_id)
+    run_id = tracker.start_campaign(
+        campaign, config_hash=config_hash(campaign), flow_run_id=flow_run_id
+    )
+    ctx = RepairContext(
+        campaign=campaign,
+        sandbox=get_sandbox(campaign.sandbox.backend),
+        workspaces=WorkspaceManager(home / "workspaces"),
+    )
+    return Session(
+        campaign=campaign,
+        ctx=ctx,
+        store=store,
+        tracker=tracker,
+        writer=OutputWriter(out_dir),
+        campaign_id=campaign_id,
+        campaign_run_id=run_id,
+        redo=redo,
+        flow_run_id=flow_run_id,
+        slots=threading.BoundedSemaphore(concurrency or campaign.concurrency),
+    )
+
+
+def run_instance(session: Session, instance: Instance, steps: Steps = DIRECT) -> Outcome:
+    """Repair one instance with full provenance; skip it when already done (resume)."""
+    key = session.campaign.instance_key(instance)
+    if not session.redo:
+        done = session.store.find_outcome(key)
+        if done is not None:
+            outcome = done.model_copy(
+                update={"reasons": [*done.reasons, "reused the stored outcome (use --redo)"]}
+            )
+            outcome = session.writer.add(outcome)
+            emit("instance_done", outcome=outcome, skipped=True)
+            return outcome
+    with session.slots:
+        return _run_fresh(session, instance, key, steps)
+
+
+def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> Outcome:
+    store, tracker = session.store, session.tracker
+    prior = [] if session.redo else store.attempts_for_key(key)
+    run_id = store.start_instance(session.campaign_id, instance, key)
+    ml_run = tracker.start_instance(
+        session.campaign_run_id,
+        instance,
+        key=key,
+        params=campaign_params(session.campaign),
+        flow_run_id=session.flow_run_id,
+    )
+    emit("instance_started", instance_id=instance.instance_id)
+
+    def on_attempt(attempt: Attempt) -> None:
+        store.record_attempt(run_id, attempt)
+        tracker.log_attempt(ml_run, attempt)
+        emit("attempt", instance_id=instance.instance_id, attempt=attempt)
+
+    def trace(name: str, attrs: dict[str, Any]) -> AbstractContextManager[Any]:
+        return tracker.step(ml_run, name, attributes=attrs)
+
+    ctx = dataclasses.replace(session.ctx, on_attempt=on_attempt, trace=trace)
+    error: BaseException | None = None
+    try:
+        with tracker.step(ml_run, "repair", attributes={"instance_id": instance.instance_id}):
+            outcome = repair(instance, ctx, steps, prior=prior)
+    except Exception as exc:
+        error = exc
+        outcome = Outcome(
+            instance_id=instance.instance_id,
+            status=OutcomeStatus.error,
+            reasons=[f"{type(exc).__name__}: {exc}"],
+        )
+    store.record_outcome(run_id, key, outcome)
+    outcome = session.writer.add(outcome)
+    tracker.end_instance(ml_run, outcome, logs={})
+    emit("instance_done", outcome=outcome, skipped=False)
+    if error is not None:
+        raise error
+    return outcome
+
+
+def campaign_status(outcomes: list[Outcome]) -> str:
+    """``failed`` when any instance ended in an error, else ``completed``."""
+    return "failed" if any(o.status == OutcomeStatus.error for o in outcomes) else "completed"
+
+
+def close_session(session: Session, config_yaml: str) -> tuple[list[Outcome], str]:
+    """Finish the campaign records and write the summary; returns outcomes and status."""
+    outcomes = session.writer.outcomes()
+    status = campaign_status(outcomes)
+    session.writer.write_summary(session.campaign.name)
+    session.tracker.end_campaign(session.campaign_run_id, outcomes, config_yaml=config_yaml)
+    session.store.finish_campaign(session.campaign_id, status)
+    return outcomes, status

@@ -1,0 +1,318 @@
+"""The repair loop for one instance: plan → (generate → sandbox-test → critique → refine)*.
+
+The loop is a plain function over a ``Steps`` bundle, so the same code runs through Prefect
+tasks (``tasks/steps.py``) or as direct calls (tests, the orchestration benchmark). Each
+attempt is handed to ``ctx.on_attempt`` as soon as it is judged, before the next step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from patchsmith.config import Campaign, Tier
+from patchsmith.domain import (
+    Attempt,
+    AttemptStatus,
+    Candidate,
+    Critique,
+    Instance,
+    Outcome,
+    OutcomeStatus,
+    Plan,
+    TestReport,
+    Usage,
+    Verdict,
+)
+from patchsmith.errors import EditError
+from patchsmith.infra.sandbox import Sandbox
+from patchsmith.infra.workspace import WorkspaceManager
+from patchsmith.tasks.critique import critique, lint_delta
+from patchsmith.tasks.edits import apply_diff, apply_diff_to_text, parse_diff
+from patchsmith.tasks.generate import Generator, make_generator
+from patchsmith.tasks.planning import make_plan
+from patchsmith.tasks.policy import Spend, decide
+from patchsmith.tasks.testrun import run_tests, staged_run
+
+StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
+
+
+def _no_trace(name: str, attrs: dict[str, Any]) -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+@dataclass
+class RepairContext:
+    """Everything the steps of one campaign share."""
+
+    campaign: Campaign
+    sandbox: Sandbox
+    workspaces: WorkspaceManager
+    on_attempt: Callable[[Attempt], None] = lambda attempt: None
+    trace: StepTracer = _no_trace
+
+
+# ------------------------------------------------------------------ plain steps
+
+
+def prepare_pristine(ctx: RepairContext, instance: Instance) -> Path:
+    """The pristine copy of the instance's repo, with its test patch applied once."""
+    patch = instance.test_patch
+
+    def apply_test_patch(path: Path) -> None:
+        if patch:
+            apply_diff(path, patch)
+
+    return ctx.workspaces.pristine(instance, prepare=apply_test_patch if patch else None)
+
+
+def plan_step(ctx: RepairContext, instance: Instance, pristine: Path) -> Plan:
+    """Baseline run + localization in a throwaway workspace."""
+    with ctx.workspaces.attempt(pristine) as ws:
+        return make_plan(
+            instance, ctx.sandbox, ws, ctx.campaign.sandbox, ctx.campaign.tiers[0].name
+        )
+
+
+def generate_step(
+    generator: Generator,
+    instance: Instance,
+    plan: Plan,
+    pristine: Path,
+    tried: set[str],
+    feedback: list[str],
+    n: int,
+) -> list[Candidate]:
+    """One round of candidates from the current tier's generator."""
+    return generator.propose(instance, plan, pristine, tried, feedback, n)
+
+
+def test_step(
+    ctx: RepairContext, instance: Instance, plan: Plan, pristine: Path, candidate: Candidate
+) -> TestReport:
+    """Apply the candidate to a throwaway workspace; targets first, then the rest."""
+    with ctx.workspaces.attempt(pristine) as ws:
+        apply_diff(ws, candidate.diff)
+        return staged_run(
+            ctx.sandbox, ws, instance.test_cmd, ctx.campaign.sandbox, plan.fail_to_pass
+        )
+
+
+def critique_step(plan: Plan, report: TestReport, candidate: Candidate, pristine: Path) -> Critique:
+    """Deterministic verdict, including ruff errors introduced on changed lines."""
+    before: dict[str, str] = {}
+    after: dict[str, str] = {}
+    for fp in parse_diff(candidate.diff):
+        src = pristine / fp.path
+        before[fp.path] = src.read_text() if src.is_file() else ""
+        after[fp.path] = apply_diff_to_text(before[fp.path], fp)
+    return critique(plan, report, candidate.diff, lint_delta(candidate.diff, before, after))
+
+
+def verify_step(
+    ctx: RepairContext, instance: Instance, plan: Plan, pristine: Path, diff: str
+) -> tuple[TestReport, Critique]:
+    """Verify-only: the final patch on a fresh workspace, the full test command once more."""
+    with ctx.workspaces.attempt(pristine) as ws:
+        apply_diff(ws, diff)
+        report = run_tests(ctx.sandbox, ws, instance.test_cmd, ctx.campaign.sandbox)
+    return report, critique(plan, report, diff)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The callables the loop uses; Prefect tasks or the plain functions above."""
+
+    plan: Callable[..., Plan] = plan_step
+    generate: Callable[..., list[Candidate]] = generate_step
+    test: Callable[..., TestReport] = test_step
+    critique: Callable[..., Critique] = critique_step
+    refine: Callable[..., tuple[Verdict, str]] = decide
+    verify: Callable[..., tuple[TestReport, Critique]] = verify_step
+
+
+DIRECT = Steps()
+
+
+# ------------------------------------------------------------------ the loop
+
+
+@dataclass
+class _State:
+    instance: Instance
+    spend: Spend
+    tried: set[str]
+    number: int
+    reasons: list[str] = field(default_factory=list)
+
+
+def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
+    return Outcome(
+        instance_id=state.instance.instance_id,
+        status=status,
+        attempts=state.spend.attempts,
+        duration_s=round(state.spend.elapsed(), 3),
+        reasons=state.reasons,
+        usage=state.spend.usage,
+        **kw,
+    )
+
+
+def _tiers(campaign: Campaign) -> Iterator[tuple[Tier, bool]]:
+    for i, tier in enumerate(campaign.tiers):
+        yield tier, i == len(campaign.tiers) - 1
+
+
+def repair(
+    instance: Instance,
+    ctx: RepairContext,
+    steps: Steps = DIRECT,
+    *,
+    prior: Sequence[Attempt] = (),
+) -> Outcome:
+    """Repair one instance. ``prior`` = attempts of an interrupted run (not repeated)."""
+    state = _State(
+        instance=instance,
+        spend=Spend(attempts=len(prior)),
+        tried={a.candidate.candidate_id for a in prior if a.candidate},
+        number=max((a.number for a in prior), default=0),
+    )
+    if prior:
+        state.reasons.append(f"resumed after {len(prior)} recorded attempt(s)")
+    pristine = prepare_pristine(ctx, instance)
+    with ctx.trace("plan", {"instance_id": instance.instance_id}):
+        plan = steps.plan(ctx, instance, pristine)
+    state.reasons.extend(plan.notes)
+    if not plan.fail_to_pass:
+        state.reasons.append("no failing target tests: nothing to repair")
+        return _outcome(state, OutcomeStatus.unresolved)
+    for tier, last in _tiers(ctx.campaign):
+        outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
+        if outcome is not None:
+            return outcome
+    return _outcome(state, OutcomeStatus.unresolved)
+
+
+def _run_tier(
+    ctx: RepairContext,
+    steps: Steps,
+    state: _State,
+    plan: Plan,
+    pristine: Path,
+    tier: Tier,
+    last: bool,
+) -> Outcome | None:
+    """Rounds of one tier. An Outcome ends the instance; None escalates to the next tier."""
+    generator = make_generator(tier)
+    feedback: list[str] = []
+    budget = ctx.campaign.budget
+    while True:
+        room = budget.max_attempts - state.spend.attempts
+        with ctx.trace("generate", {"tier": tier.name}) as _:
+            round_ = steps.generate(
+                generator,
+                state.instance,
+                plan,
+                pristine,
+                set(state.tried),
+                feedback,
+                max(1, min(tier.batch, room)),
+            )
+        if not round_:
+            verdict, why = steps.refine(budget, state.spend, tier_exhausted=True, last_tier=last)
+            state.reasons.append(f"{tier.name}: {why}")
+            if verdict == Verdict.escalate:
+                return None
+            return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
+        for candidate in round_:
+            outcome = _try(ctx, steps, state, plan, pristine, tier, candidate, feedback)
+            if outcome is not None:
+                return outcome
+            verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
+            if verdict == Verdict.give_up:
+                state.reasons.append(why)
+                return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
+
+
+def _try(
+    ctx: RepairContext,
+    steps: Steps,
+    state: _State,
+    plan: Plan,
+    pristine: Path,
+    tier: Tier,
+    candidate: Candidate,
+    feedback: list[str],
+) -> Outcome | None:
+    """Test and judge one candidate; record the attempt; verify and finish if accepted."""
+    started, t0 = time.time(), time.monotonic()
+    state.tried.add(candidate.candidate_id)
+    report: TestReport | None = None
+    crit: Critique | None = None
+    error: str | None = None
+    try:
+        with ctx.trace("sandbox-test", {"candidate": candidate.candidate_id}):
+            report = steps.test(ctx, state.instance, plan, pristine, candidate)
+        with ctx.trace("critique", {"candidate": candidate.candidate_id}):
+            crit = steps.critique(plan, report, candidate, pristine)
+    except EditError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    _record(ctx, state, tier, candidate, report, crit, error, started, t0)
+    if crit is None or crit.verdict != Verdict.accept:
+        if crit is not None:
+            feedback.append(crit.feedback)
+        return None
+    started, t0 = time.time(), time.monotonic()
+    with ctx.trace("verify", {"candidate": candidate.candidate_id}):
+        report, final = steps.verify(ctx, state.instance, plan, pristine, candidate.diff)
+    if final.verdict != Verdict.accept:
+        why = "verify-only run failed: " + "; ".join(final.reasons)
+        _record(ctx, state, tier, candidate, report, final, why, started, t0)
+        feedback.append(why)
+        return None
+    state.reasons.append(f"{tier.name}: {candidate.description or candidate.candidate_id}")
+    state.reasons.append("verified on a fresh workspace: " + "; ".join(final.reasons))
+    return _outcome(state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff)
+
+
+def _record(
+    ctx: RepairContext,
+    state: _State,
+    tier: Tier,
+    candidate: Candidate,
+    report: TestReport | None,
+    crit: Critique | None,
+    error: str | None,
+    started: float,
+    t0: float,
+) -> None:
+    """Count and hand over one finished attempt, before anything else happens."""
+    state.number += 1
+    state.spend.attempts += 1
+    if crit is None:
+        status = AttemptStatus.malformed_edit
+    elif crit.verdict == Verdict.accept and error is None:
+        status = AttemptStatus.accepted
+    else:
+        status = AttemptStatus.rejected
+    ctx.on_attempt(
+        Attempt(
+            instance_id=state.instance.instance_id,
+            number=state.number,
+            tier=tier.name,
+            generator=candidate.generator,
+            candidate=candidate,
+            report=report,
+            critique=crit,
+            usage=Usage(),
+            status=status,
+            error=error,
+            started_at=started,
+            duration_s=round(time.monotonic() - t0, 4),
+        )
+    )

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install patchsmith into ./.venv, with the system packages it needs (bubblewrap).
+#   scripts/install.sh          core (what `patchsmith run` needs)
+#   scripts/install.sh --dev    core + test tools + the hf/openai extras (the test suite)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) \
+      >/dev/null || echo "warning: could not install bubblewrap; the sandbox will not isolate" >&2
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get install -y -qq bubblewrap >/dev/null || true
+  fi
+fi
+
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "patchsmith needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+
+extras=""
+if [ "${1:-}" = "--dev" ]; then extras="[dev,hf,openai]"; fi
+# torch==2.13.0 is pinned in the hf extra: an unpinned torch would pull GB of CUDA wheels.
+.venv/bin/python -m pip install -q -e ".${extras}"
+.venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check; exit 1; }
