@@ -103,7 +103,8 @@ def run_instance(session: Session, instance: Instance, steps: Steps = DIRECT) ->
     key = session.campaign.instance_key(instance)
     if not session.redo:
         done = session.store.find_outcome(key)
-        if done is not None:
+        # An error (e.g. an infrastructure fault) is not "done": a re-run tries again.
+        if done is not None and done.status != OutcomeStatus.error:
             outcome = done.model_copy(
                 update={"reasons": [*done.reasons, "reused the stored outcome (use --redo)"]}
             )

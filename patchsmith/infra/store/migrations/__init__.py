@@ -1,0 +1,1 @@
+"""Alembic migrations of the provenance store (run by ``patchsmith.infra.store.migrate``)."""
