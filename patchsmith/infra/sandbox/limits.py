@@ -1,12 +1,39 @@
-"""Pieces shared by sandbox backends: rlimits, the cleared environment, output tails."""
+"""Pieces shared by sandbox backends: rlimits, the cleared environment, output tails.
+
+Output is read from pipes as it comes and only the last ``output_kb`` of each stream is
+kept, so a command that prints gigabytes costs neither memory nor disk.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import selectors
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from patchsmith.domain import SandboxConfig
+
+LimitHit = Literal["timeout", "memory", "procs", "output"]
+
+# What a process prints when RLIMIT_AS refused memory (Python, C, C++, bash, node, java).
+_MEMORY_SIGNS = re.compile(
+    rb"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory|"
+    rb"failed to allocate|OutOfMemoryError|memory exhausted",
+    re.IGNORECASE,
+)
+# What fork/clone/thread creation reports when RLIMIT_NPROC is reached (EAGAIN).
+_PROCS_SIGNS = re.compile(
+    rb"Resource temporarily unavailable|BlockingIOError|can't start new thread|"
+    rb"fork: retry|EAGAIN",
+)
 
 
 def python_bin_dirs() -> list[str]:
@@ -48,6 +75,102 @@ def prlimit_prefix(config: SandboxConfig) -> list[str]:
     ]
 
 
+def kill_group(pgid: int) -> None:
+    """SIGKILL a whole process group; a group that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def tail(data: bytes, limit: int) -> str:
     """Last ``limit`` bytes, decoded leniently."""
     return data[-limit:].decode("utf-8", errors="replace")
+
+
+@dataclass
+class Captured:
+    """Tails of both streams and what stopped the command."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    truncated: bool = False
+    timed_out: bool = False
+
+
+def capture(
+    proc: subprocess.Popen[bytes],
+    timeout_s: float,
+    limit: int,
+    kill: Callable[[], None],
+    grace_s: float = 0.5,
+) -> Captured:
+    """Read ``proc``'s stdout/stderr pipes until EOF, keeping the last ``limit`` bytes of each.
+
+    Calls ``kill`` at the deadline. Once ``proc`` itself has exited, waits at most
+    ``grace_s`` for the pipes to close (a daemonized grandchild may hold them) and then
+    calls ``kill`` too, so this never blocks past the deadline.
+    """
+    assert proc.stdout is not None and proc.stderr is not None
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {out_fd: bytearray(), err_fd: bytearray()}
+    out = Captured()
+    deadline = time.monotonic() + timeout_s
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as sel:
+        for stream in (proc.stdout, proc.stderr):
+            os.set_blocking(stream.fileno(), False)
+            sel.register(stream.fileno(), selectors.EVENT_READ)
+        killed = False
+        while sel.get_map():
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > grace_s:
+                kill()
+                break
+            if now >= deadline:
+                if killed:
+                    break
+                out.timed_out = exited_at is None
+                kill()
+                killed = True
+                deadline = now + grace_s  # drain what is left, then give up
+            for key, _ in sel.select(timeout=min(0.05, max(0.0, deadline - now))):
+                fd = int(key.fd)
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                buf = bufs[fd]
+                buf += chunk
+                if len(buf) > limit:
+                    out.truncated = True
+                    del buf[: len(buf) - limit]
+    proc.stdout.close()
+    proc.stderr.close()
+    try:
+        proc.wait(timeout=max(grace_s, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        out.timed_out = True
+        kill()
+        proc.wait()
+    out.stdout, out.stderr = bytes(bufs[out_fd]), bytes(bufs[err_fd])
+    return out
+
+
+def classify(captured: Captured, exit_code: int | None) -> LimitHit | None:
+    """Which limit (if any) explains how the command ended, as reliably as output allows.
+
+    A timeout is certain; memory and process limits are inferred from what the failing
+    program printed (MemoryError, EAGAIN) together with a non-zero exit.
+    """
+    if captured.timed_out:
+        return "timeout"
+    if exit_code not in (0, None):
+        text = captured.stderr + captured.stdout
+        if _PROCS_SIGNS.search(text):
+            return "procs"
+        if _MEMORY_SIGNS.search(text):
+            return "memory"
+    if captured.truncated:
+        return "output"
+    return None

@@ -1,13 +1,14 @@
 """Plain subprocess backend: rlimits and a process group, and NO isolation.
 
 Used where bubblewrap is missing. It warns once per process, loudly, because code under
-test can read the host's files and reach the network.
+test can read the host's files and reach the network. What it does promise: a wall-clock
+limit (the whole process group is killed), rlimits on memory / processes / CPU time,
+the exit code, and bounded output tails. A grandchild that calls ``setsid`` leaves the
+group and can survive the kill; only the bwrap backend contains that.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import warnings
@@ -16,9 +17,28 @@ from pathlib import Path
 
 from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.errors import SandboxStartError
-from patchsmith.infra.sandbox.limits import base_env, prlimit_prefix, tail
+from patchsmith.infra.sandbox.limits import (
+    base_env,
+    capture,
+    classify,
+    kill_group,
+    prlimit_prefix,
+    tail,
+)
 
 _warned = False
+
+
+def _warn_once() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            "sandbox backend 'subprocess' does NOT isolate: tested code can read host files "
+            "and use the network. Install bubblewrap (apt-get install bubblewrap).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class SubprocessSandbox:
@@ -33,20 +53,16 @@ class SubprocessSandbox:
         config: SandboxConfig,
         env: Mapping[str, str] | None = None,
     ) -> ExecResult:
-        global _warned
-        if not _warned:
-            warnings.warn(
-                "sandbox backend 'subprocess' does NOT isolate: tested code can read host files "
-                "and use the network. Install bubblewrap (apt-get install bubblewrap).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            _warned = True
-        full = [*prlimit_prefix(config), *argv]
+        """Run ``argv`` in ``workspace`` in its own process group, under rlimits."""
+        _warn_once()
+        if not argv:
+            raise SandboxStartError("empty command")
+        if not Path(workspace).is_dir():
+            raise SandboxStartError(f"workspace {workspace} does not exist or is not a directory")
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                full,
+                [*prlimit_prefix(config), *argv],
                 cwd=workspace,
                 env={**base_env(), **(env or {})},
                 stdin=subprocess.DEVNULL,
@@ -55,22 +71,17 @@ class SubprocessSandbox:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise SandboxStartError(f"cannot start {argv[0]!r}: {exc}") from exc
-        timed_out = False
-        try:
-            out, err = proc.communicate(timeout=config.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        limit = config.output_kb * 1024
+            raise SandboxStartError(f"cannot start prlimit for {argv[0]!r}: {exc}") from exc
+
+        got = capture(proc, config.timeout_s, config.output_kb * 1024, lambda: kill_group(proc.pid))
+        code = None if got.timed_out else proc.returncode
         return ExecResult(
             argv=list(argv),
-            exit_code=None if timed_out else proc.returncode,
-            timed_out=timed_out,
-            limit_hit="timeout" if timed_out else None,
+            exit_code=code,
+            timed_out=got.timed_out,
+            limit_hit=classify(got, code),
             duration_s=time.monotonic() - start,
-            stdout_tail=tail(out, limit),
-            stderr_tail=tail(err, limit),
+            stdout_tail=tail(got.stdout, len(got.stdout)),
+            stderr_tail=tail(got.stderr, len(got.stderr)),
             backend=self.name,
         )

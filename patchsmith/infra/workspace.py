@@ -1,0 +1,255 @@
+"""Workspaces: a cached pristine copy per repository state, and cheap throwaway attempts.
+
+Layout under ``root``::
+
+    repos/<hash>        clones of git URLs (bare)
+    pristine/<hash>     one pristine tree per (repo, base_commit, test_patch); never written
+    attempts/<id>/      upper/ work/ merged/ of one overlay attempt (or copy/ as fallback)
+
+An attempt is an overlayfs mount whose lower layer is the pristine tree, so creating one
+costs the same for ten files or ten thousand. Where overlayfs cannot be mounted (not root,
+or the filesystem refuses), attempts fall back to a full copy and a warning is logged once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+from patchsmith.domain import Instance
+from patchsmith.errors import WorkspaceError
+
+log = logging.getLogger(__name__)
+
+SANDBOX_UID = 65534
+_IGNORED = (".git", "__pycache__", ".pytest_cache", ".venv", ".mypy_cache", ".ruff_cache")
+_URL_PREFIXES = ("https://", "http://", "ssh://", "git://", "file://", "git@")
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    """Run git (safe.directory=* so root may read other users' repos); raise on failure."""
+    proc = subprocess.run(
+        ["git", "-c", "safe.directory=*", *args], cwd=cwd, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _mount_overlay(lower: Path, upper: Path, work: Path, merged: Path) -> None:
+    for path in (lower, upper, work):
+        if any(c in str(path) for c in ",:\\"):  # overlay's option syntax cannot carry these
+            raise WorkspaceError(f"cannot use {path} in an overlay mount (',', ':' or '\\')")
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    rc = _libc.mount(b"overlay", str(merged).encode(), b"overlay", 0, opts.encode())
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount overlay on {merged}: {os.strerror(err)}")
+
+
+def _umount(path: Path) -> None:
+    if _libc.umount2(str(path).encode(), 0) != 0:
+        err = ctypes.get_errno()
+        if err == errno.EBUSY:  # something still has it open: detach lazily
+            _libc.umount2(str(path).encode(), _MNT_DETACH)
+        elif err != errno.EINVAL:  # EINVAL: not mounted
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    os.lchown(path, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+class WorkspaceManager:
+    """Builds pristine trees once and hands out throwaway attempt workspaces."""
+
+    def __init__(
+        self,
+        root: Path,
+        sandbox_uid: int = SANDBOX_UID,
+        method: Literal["auto", "overlay", "copy"] = "auto",
+    ) -> None:
+        """``method`` "auto" probes overlayfs once; "copy" forces full copies."""
+        self.root = Path(root).resolve()
+        self.sandbox_uid = sandbox_uid
+        for sub in ("repos", "pristine", "attempts"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._method: Literal["overlay", "copy"] | None = None if method == "auto" else method
+
+    # ------------------------------------------------------------------ pristine
+
+    def pristine(self, instance: Instance, prepare: Callable[[Path], None] | None = None) -> Path:
+        """The cached pristine tree of ``instance`` (built once; safe to call from threads)."""
+        key = hashlib.sha256(
+            "\0".join(
+                [instance.repo, instance.base_commit or "", instance.test_patch or ""]
+            ).encode()
+        ).hexdigest()[:20]
+        final = self.root / "pristine" / key
+        if final.is_dir():
+            return final
+        with self._lock(key):
+            if final.is_dir():
+                return final
+            tmp = self.root / "pristine" / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+            try:
+                tmp.mkdir()
+                self._fill(instance, tmp)
+                if prepare is not None:
+                    prepare(tmp)
+                if os.geteuid() == 0:
+                    _chown_tree(tmp, self.sandbox_uid)
+                try:
+                    tmp.rename(final)
+                except OSError as exc:  # another process renamed first: use theirs
+                    if not final.is_dir():
+                        raise WorkspaceError(f"cannot publish {final}: {exc}") from exc
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _fill(self, instance: Instance, dest: Path) -> None:
+        repo, commit = instance.repo, instance.base_commit
+        if repo.startswith(_URL_PREFIXES):
+            source = self._clone(repo)
+            self._archive(source, commit or "HEAD", dest)
+            return
+        source = Path(repo).expanduser()
+        if not source.is_dir():
+            raise WorkspaceError(
+                f"repository {repo!r} does not exist (instance {instance.instance_id})"
+            )
+        if commit is None:
+            shutil.copytree(
+                source, dest, symlinks=True, dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns(*_IGNORED),
+            )  # fmt: skip
+            return
+        if not (source / ".git").exists():
+            raise WorkspaceError(f"{repo!r} is not a git repository but base_commit={commit!r}")
+        self._archive(source, commit, dest)
+
+    def _clone(self, url: str) -> Path:
+        dest = self.root / "repos" / hashlib.sha256(url.encode()).hexdigest()[:20]
+        with self._lock(f"repo:{url}"):
+            if not dest.is_dir():
+                tmp = dest.with_name(f".tmp-{uuid.uuid4().hex[:8]}")
+                try:
+                    _git("clone", "--bare", "--quiet", url, str(tmp))
+                    tmp.rename(dest)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+    @staticmethod
+    def _archive(source: Path, commit: str, dest: Path) -> None:
+        """``git archive COMMIT | tar -x``: reads the object store, never touches the tree."""
+        try:
+            _git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", cwd=source)
+        except WorkspaceError:
+            raise WorkspaceError(f"unknown commit {commit!r} in {source}") from None
+        git = subprocess.Popen(
+            ["git", "-c", "safe.directory=*", "archive", "--format=tar", commit],
+            cwd=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        tar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=git.stdout, capture_output=True)
+        assert git.stdout is not None and git.stderr is not None
+        git.stdout.close()
+        err = git.stderr.read().decode(errors="replace")
+        git.stderr.close()
+        if git.wait() != 0 or tar.returncode != 0:
+            raise WorkspaceError(f"git archive {commit} of {source} failed: {err}{tar.stderr!r}")
+
+    # ------------------------------------------------------------------ attempts
+
+    @property
+    def method(self) -> Literal["overlay", "copy"]:
+        """How attempts are made: "overlay" where it can be mounted, else "copy"."""
+        with self._guard:
+            if self._method is None:
+                self._method = "overlay" if self._probe_overlay() else "copy"
+                if self._method == "copy":
+                    log.warning(
+                        "overlayfs unavailable under %s (needs root); attempts will be full "
+                        "copies, slower for large repositories",
+                        self.root,
+                    )
+            return self._method
+
+    def _probe_overlay(self) -> bool:
+        if os.geteuid() != 0:
+            return False
+        base = self.root / "attempts" / f".probe-{uuid.uuid4().hex[:8]}"
+        dirs = [base / d for d in ("lower", "upper", "work", "merged")]
+        try:
+            for d in dirs:
+                d.mkdir(parents=True)
+            _mount_overlay(*dirs)
+            _umount(dirs[3])
+            return True
+        except OSError as exc:
+            log.info("overlay probe failed: %s", exc)
+            return False
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def attempt(self, pristine: Path) -> Iterator[Path]:
+        """A writable throwaway copy of ``pristine``, unmounted and deleted on exit."""
+        pristine = Path(pristine)
+        if not pristine.is_dir():
+            raise WorkspaceError(f"pristine tree {pristine} does not exist")
+        base = self.root / "attempts" / uuid.uuid4().hex[:16]
+        base.mkdir()
+        mounted: Path | None = None
+        try:
+            if self.method == "overlay":
+                upper, work, merged = base / "upper", base / "work", base / "merged"
+                for d in (upper, work, merged):
+                    d.mkdir()
+                st = pristine.stat()
+                os.chown(upper, st.st_uid, st.st_gid)  # the merged root takes upper's owner
+                os.chmod(upper, st.st_mode & 0o7777)
+                try:
+                    _mount_overlay(pristine, upper, work, merged)
+                except OSError as exc:
+                    raise WorkspaceError(f"cannot mount attempt workspace: {exc}") from exc
+                mounted = merged
+                yield merged
+            else:
+                copy = base / "copy"
+                proc = subprocess.run(
+                    ["cp", "-a", "--reflink=auto", str(pristine), str(copy)],
+                    capture_output=True, text=True,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    raise WorkspaceError(f"cannot copy {pristine}: {proc.stderr.strip()}")
+                yield copy
+        finally:
+            try:
+                if mounted is not None:
+                    _umount(mounted)
+            finally:
+                shutil.rmtree(base, ignore_errors=True)

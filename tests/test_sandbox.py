@@ -1,0 +1,188 @@
+"""Sandbox backends: exit codes, timeouts, output tails, env, start failures; the CLI.
+
+The subprocess backend warns (RuntimeWarning) that it does not isolate; its tests ignore
+that warning, and one test checks in a fresh interpreter that it is emitted exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from patchsmith.cli_sandbox import sandbox_app
+from patchsmith.domain import SandboxConfig
+from patchsmith.errors import ConfigError, SandboxStartError
+from patchsmith.infra.sandbox import Sandbox, get_sandbox
+from patchsmith.infra.sandbox.bwrap import BwrapConfig, BwrapSandbox, seccomp_filter
+from patchsmith.infra.sandbox.subprocess_backend import SubprocessSandbox
+
+HAVE_BWRAP = shutil.which("bwrap") is not None
+needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap not installed")
+ignore_no_isolation = pytest.mark.filterwarnings(
+    "ignore:sandbox backend 'subprocess' does NOT isolate:RuntimeWarning"
+)
+PY = sys.executable
+
+
+def make_workspace(path: Path) -> Path:
+    """A directory the sandbox user (65534 when we are root) may write."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)
+    return path
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path / "ws")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("subprocess", marks=ignore_no_isolation),
+        pytest.param("bwrap", marks=needs_bwrap),
+    ]
+)
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    return get_sandbox(request.param)
+
+
+def test_exit_codes_and_streams(sandbox: Sandbox, ws: Path) -> None:
+    code = "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"
+    r = sandbox.run(ws, [PY, "-c", code], SandboxConfig(timeout_s=30))
+    assert (r.exit_code, r.timed_out, r.limit_hit) == (3, False, None)
+    assert r.stdout_tail == "out\n" and r.stderr_tail == "err\n"
+    assert r.backend == sandbox.name and not r.ok
+    assert sandbox.run(ws, [PY, "-c", "pass"], SandboxConfig(timeout_s=30)).ok
+
+
+def test_missing_command_is_a_result_not_an_infra_error(sandbox: Sandbox, ws: Path) -> None:
+    r = sandbox.run(ws, ["no-such-command-xyz"], SandboxConfig(timeout_s=30))
+    assert r.exit_code == 127 and "no-such-command-xyz" in r.stderr_tail
+
+
+def test_timeout_kills_the_process_group(sandbox: Sandbox, ws: Path) -> None:
+    # the child (same group) writes a file after 3 s: it must be dead by then
+    code = (
+        "import subprocess, time;"
+        "subprocess.Popen(['sh', '-c', 'sleep 3; touch late']);"
+        "time.sleep(100)"
+    )
+    r = sandbox.run(ws, [PY, "-c", code], SandboxConfig(timeout_s=1))
+    assert r.timed_out and r.exit_code is None and r.limit_hit == "timeout"
+    assert r.duration_s < 3
+    time.sleep(3.5)
+    assert not (ws / "late").exists()
+
+
+def test_output_keeps_only_the_tail(sandbox: Sandbox, ws: Path) -> None:
+    code = "import sys\nfor i in range(20000): print(i)\nsys.stderr.write('e' * 5000 + 'END')"
+    r = sandbox.run(ws, [PY, "-c", code], SandboxConfig(timeout_s=30, output_kb=1))
+    assert r.exit_code == 0 and r.limit_hit == "output"
+    assert len(r.stdout_tail) <= 1024 and r.stdout_tail.endswith("19999\n")
+    assert len(r.stderr_tail) == 1024 and r.stderr_tail.endswith("eEND")
+
+
+def test_env_is_cleared_then_extended(
+    sandbox: Sandbox, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOST_ONLY_VARIABLE", "leak")
+    code = "import os; print(os.environ.get('HOST_ONLY_VARIABLE'), os.environ['MINE'])"
+    r = sandbox.run(ws, [PY, "-c", code], SandboxConfig(timeout_s=30), env={"MINE": "yes"})
+    assert r.stdout_tail == "None yes\n"
+
+
+def test_runs_in_the_workspace_at_its_host_path(sandbox: Sandbox, ws: Path) -> None:
+    r = sandbox.run(ws, [PY, "-c", "import os; print(os.getcwd())"], SandboxConfig(timeout_s=30))
+    assert r.stdout_tail.strip() == str(ws.resolve())
+
+
+def test_missing_workspace_is_a_start_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    with pytest.raises(SandboxStartError, match="does not exist"):
+        sandbox.run(tmp_path / "nope", ["true"], SandboxConfig())
+
+
+def test_subprocess_backend_warns_exactly_once(tmp_path: Path) -> None:
+    code = (
+        "import warnings, pathlib\n"
+        "from patchsmith.domain import SandboxConfig\n"
+        "from patchsmith.infra.sandbox.subprocess_backend import SubprocessSandbox\n"
+        "with warnings.catch_warnings(record=True) as got:\n"
+        "    warnings.simplefilter('always')\n"
+        "    for _ in range(3):\n"
+        f"        SubprocessSandbox().run(pathlib.Path({str(tmp_path)!r}), ['true'], "
+        "SandboxConfig())\n"
+        "print([str(w.message)[:40] for w in got if w.category is RuntimeWarning])\n"
+    )
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[\"sandbox backend 'subprocess' does NOT is\"]"
+
+
+def test_registry_finds_backends_and_lists_valid_names() -> None:
+    assert isinstance(get_sandbox("subprocess"), SubprocessSandbox)
+    if HAVE_BWRAP:
+        assert isinstance(get_sandbox("auto"), BwrapSandbox)
+    with pytest.raises(ConfigError, match="choose one of: auto, bwrap, subprocess"):
+        get_sandbox("chroot")
+
+
+@needs_bwrap
+def test_bwrap_setup_failure_raises_with_bwrap_stderr(ws: Path) -> None:
+    broken = BwrapSandbox(BwrapConfig(ro_paths=["/definitely/not/here"]))
+    with pytest.raises(SandboxStartError, match=r"bwrap: .*/definitely/not/here"):
+        broken.run(ws, ["true"], SandboxConfig())
+
+
+@needs_bwrap
+def test_bwrap_tmp_is_private_and_sized(ws: Path) -> None:
+    code = "import os; s = os.statvfs('/tmp'); print(s.f_blocks * s.f_frsize, os.listdir('/tmp'))"
+    r = BwrapSandbox().run(ws, [PY, "-c", code], SandboxConfig(tmp_mb=16))
+    size, listing = r.stdout_tail.split(" ", 1)
+    assert int(size) == 16 * 1024 * 1024
+    assert listing.strip() == f"['{ws.parts[2]}']"  # only the workspace's ancestor
+
+
+def test_seccomp_filter_shapes() -> None:
+    prog = seccomp_filter("x86_64")
+    assert prog is not None and len(prog) % 8 == 0 and len(prog) // 8 == 14
+    assert seccomp_filter("sparc") is None
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("subprocess", marks=ignore_no_isolation),
+        pytest.param("bwrap", marks=needs_bwrap),
+    ],
+)
+def test_cli_prints_result_json_and_exits_0_even_if_command_fails(
+    runner: CliRunner, ws: Path, backend: str
+) -> None:
+    args = ["run", "--backend", backend, "--timeout", "20", "--workspace", str(ws), "--"]
+    res = runner.invoke(sandbox_app, [*args, PY, "-c", "print('hi'); raise SystemExit(4)"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["exit_code"] == 4 and data["stdout_tail"] == "hi\n" and data["backend"] == backend
+
+
+def test_cli_bad_input_exits_2_with_a_fix(runner: CliRunner, tmp_path: Path, ws: Path) -> None:
+    res = runner.invoke(sandbox_app, ["run", "--workspace", str(tmp_path / "nope"), "--", "true"])
+    assert res.exit_code == 2 and "mkdir -p" in res.stderr
+    res = runner.invoke(sandbox_app, ["run", "--backend", "vm", "--workspace", str(ws), "--", "x"])
+    assert res.exit_code == 2 and "choose one of" in res.stderr
