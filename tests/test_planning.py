@@ -1,0 +1,220 @@
+"""make_plan on tiny real projects: targets, guards, flaky tests and localization."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from patchsmith.domain import ExecResult, Instance, SandboxConfig
+from patchsmith.errors import SandboxStartError
+from patchsmith.infra.sandbox import Sandbox, get_sandbox
+from patchsmith.tasks.planning import make_plan
+
+pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+
+CONFIG = SandboxConfig(timeout_s=60)
+
+CALC = """\
+def add(a, b):
+    return a + b
+
+
+def clamp(x, lo, hi):
+    if x < lo:
+        return lo
+    if x > hi:
+        return lo
+    return x
+
+
+def last(xs):
+    return xs[len(xs)]
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+"""
+
+CALC_TESTS = """\
+from calc import add, clamp, mean
+
+
+def test_add():
+    assert add(1, 2) == 3
+
+
+def test_clamp_low():
+    assert clamp(-5, 0, 10) == 0
+
+
+def test_clamp_mid():
+    assert clamp(5, 0, 10) == 5
+
+
+def test_clamp_high():
+    assert clamp(50, 0, 10) == 10
+
+
+def test_mean():
+    assert mean([1, 2, 3]) == 2
+"""
+
+
+def make_workspace(root: Path, files: Mapping[str, str]) -> Path:
+    """Write a project; everything world-writable, as the sandbox may run as another uid."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for dirpath, _, filenames in os.walk(root):
+        Path(dirpath).chmod(0o777)
+        for f in filenames:
+            (Path(dirpath) / f).chmod(0o666)
+    return root
+
+
+def instance(**kw: object) -> Instance:
+    return Instance.model_validate({"id": "demo", "repo": ".", **kw})
+
+
+@pytest.fixture(params=["subprocess", "bwrap"])
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    if request.param == "bwrap":
+        if not shutil.which("bwrap"):
+            pytest.skip("bubblewrap is not installed")
+        try:
+            importlib.import_module("patchsmith.infra.sandbox.bwrap")
+        except ImportError:
+            pytest.skip("the bwrap sandbox backend is not available yet")
+    return get_sandbox(request.param)
+
+
+def test_wrong_value_bug_ranks_first(tmp_path: Path, sandbox: Sandbox) -> None:
+    ws = make_workspace(tmp_path, {"calc.py": CALC, "tests/test_calc.py": CALC_TESTS})
+    plan = make_plan(instance(), sandbox, ws, CONFIG, "t0")
+    assert plan.fail_to_pass == ["tests/test_calc.py::test_clamp_high"]
+    assert len(plan.pass_to_pass) == 4 and plan.flaky == []
+    top = plan.suspicious[0]
+    assert (top.path, top.line, top.sources) == ("calc.py", 9, ["ochiai"])
+    assert all(not s.path.startswith("tests/") for s in plan.suspicious)
+    assert plan.tier == "t0" and plan.notes == []
+
+
+def test_raising_bug_gets_traceback_evidence(tmp_path: Path) -> None:
+    tests = (
+        CALC_TESTS
+        + "\n\ndef test_last():\n    from calc import last\n\n    assert last([1, 2]) == 2\n"
+    )
+    calc = CALC.replace("        return lo\n    return x", "        return hi\n    return x")
+    ws = make_workspace(tmp_path, {"calc.py": calc, "tests/test_calc.py": tests})
+    plan = make_plan(instance(), get_sandbox("subprocess"), ws, CONFIG, "t0")
+    assert plan.fail_to_pass == ["tests/test_calc.py::test_last"]
+    top = plan.suspicious[0]
+    assert (top.path, top.line) == ("calc.py", 14)
+    assert top.sources == ["ochiai", "traceback"]
+
+
+def test_flaky_test_is_neither_target_nor_guard(tmp_path: Path, sandbox: Sandbox) -> None:
+    flaky = (
+        "from pathlib import Path\n\n\n"
+        "def test_sometimes():\n"
+        "    counter = Path('counter.txt')\n"
+        "    n = int(counter.read_text()) + 1\n"
+        "    counter.write_text(str(n))\n"
+        "    assert n % 2 == 0\n"
+    )
+    files = {
+        "calc.py": CALC,
+        "tests/test_calc.py": CALC_TESTS,
+        "tests/test_flaky.py": flaky,
+        "counter.txt": "0",
+    }
+    ws = make_workspace(tmp_path, files)
+    plan = make_plan(instance(), sandbox, ws, CONFIG, "t0")
+    assert plan.flaky == ["tests/test_flaky.py::test_sometimes"]
+    assert plan.fail_to_pass == ["tests/test_calc.py::test_clamp_high"]
+    assert "tests/test_flaky.py::test_sometimes" not in plan.pass_to_pass
+    assert (ws / "counter.txt").read_text() == "2"  # baseline and re-run both ran it
+    assert any("flaky" in n for n in plan.notes)
+    assert plan.suspicious[0].line == 9
+
+
+def test_collection_error_is_a_target(tmp_path: Path, sandbox: Sandbox) -> None:
+    files = {
+        "good.py": "def one():\n    return 1\n",
+        "bad.py": "def two():\n    return 2\n\ndef three(:\n    return 3\n",
+        "tests/test_good.py": "from good import one\n\n\ndef test_one():\n    assert one() == 1\n",
+        "tests/test_bad.py": "from bad import two\n\n\ndef test_two():\n    assert two() == 2\n",
+    }
+    ws = make_workspace(tmp_path, files)
+    plan = make_plan(instance(), sandbox, ws, CONFIG, "t0")
+    assert plan.fail_to_pass == ["tests/test_bad.py"]
+    assert plan.pass_to_pass == ["tests/test_good.py::test_one"]
+    assert [(s.path, s.line, s.sources) for s in plan.suspicious[:1]] == [
+        ("bad.py", 4, ["traceback"])
+    ]
+
+
+def test_non_pytest_command(tmp_path: Path) -> None:
+    files = {
+        "calc.py": CALC,
+        "check.py": "from calc import add, last\n\nassert add(1, 1) == 2\nprint(last([1, 2]))\n",
+    }
+    ws = make_workspace(tmp_path, files)
+    plan = make_plan(
+        instance(test_cmd="python check.py"), get_sandbox("subprocess"), ws, CONFIG, "t"
+    )
+    assert plan.fail_to_pass == ["python check.py"]
+    assert plan.baseline.exit_code == 1
+    assert any("not pytest" in n for n in plan.notes)
+    assert [(s.path, s.line) for s in plan.suspicious] == [("calc.py", 14), ("check.py", 4)]
+
+
+def test_green_baseline_and_given_lists(tmp_path: Path) -> None:
+    calc = CALC.replace("        return lo\n    return x", "        return hi\n    return x")
+    ws = make_workspace(tmp_path, {"calc.py": calc, "tests/test_calc.py": CALC_TESTS})
+    green = make_plan(instance(), get_sandbox("subprocess"), ws, CONFIG, "t0")
+    assert green.fail_to_pass == [] and green.suspicious == []
+    assert "baseline has no failing tests: nothing to repair" in green.notes
+
+    given = instance(
+        fail_to_pass=["tests/test_calc.py::test_clamp_high"],
+        pass_to_pass=["tests/test_calc.py::test_add"],
+    )
+    plan = make_plan(given, get_sandbox("subprocess"), ws, CONFIG, "t0")
+    assert plan.fail_to_pass == ["tests/test_calc.py::test_clamp_high"]
+    assert plan.pass_to_pass == ["tests/test_calc.py::test_add"]
+    assert any("already pass in the baseline" in n for n in plan.notes)
+
+
+def test_baseline_timeout_is_noted(tmp_path: Path) -> None:
+    slow = "import time\n\n\ndef test_slow():\n    time.sleep(30)\n"
+    ws = make_workspace(tmp_path, {"tests/test_slow.py": slow})
+    plan = make_plan(instance(), get_sandbox("subprocess"), ws, SandboxConfig(timeout_s=2), "t0")
+    assert plan.baseline.timed_out
+    assert "baseline timed out: its outcomes are incomplete" in plan.notes
+
+
+class BrokenSandbox:
+    """A sandbox that cannot start anything."""
+
+    name = "broken"
+
+    def run(
+        self,
+        workspace: Path,
+        argv: Sequence[str],
+        config: SandboxConfig,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        raise SandboxStartError("cannot start the sandbox")
+
+
+def test_sandbox_start_error_propagates(tmp_path: Path) -> None:
+    with pytest.raises(SandboxStartError):
+        make_plan(instance(), BrokenSandbox(), tmp_path, CONFIG, "t0")
