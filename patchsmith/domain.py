@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|CREDENTIAL)", re.I)
 
 
 class Strict(BaseModel):
@@ -86,6 +89,21 @@ class SandboxConfig(Strict):
     max_procs: int = Field(default=256, gt=0, description="Process/thread limit.")
     tmp_mb: int = Field(default=256, gt=0, description="Size of the private /tmp.")
     output_kb: int = Field(default=64, gt=0, description="Bytes of stdout/stderr kept (tail).")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment for every sandboxed command (plain settings only: "
+        "the sandbox environment is otherwise cleared, and credentials never belong here).",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _no_secrets(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if SECRET_NAME.search(key):
+                raise ValueError(
+                    f"{key!r} looks like a credential; the sandbox must never see secrets"
+                )
+        return env
 
 
 class Budget(Strict):

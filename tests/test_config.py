@@ -79,7 +79,9 @@ def test_bad_values_are_reported(tmp_path: Path, repo: Path) -> None:
 
 
 def test_duplicate_ids_and_bad_yaml(tmp_path: Path, repo: Path) -> None:
-    path = write(tmp_path, "name: d\ninstances:\n  - {id: a, repo: calc}\n  - {id: a, repo: calc}\n")
+    path = write(
+        tmp_path, "name: d\ninstances:\n  - {id: a, repo: calc}\n  - {id: a, repo: calc}\n"
+    )
     with pytest.raises(ConfigError, match="duplicate id 'a'"):
         load_campaign(path)
     with pytest.raises(ConfigError, match="not valid YAML"):
@@ -136,3 +138,17 @@ def test_example_campaign_is_valid() -> None:
     campaign = load_campaign(examples / "campaign.yaml")
     assert len(campaign.instances) >= 12
     assert len({Path(i.repo).name for i in campaign.instances}) >= 3
+
+
+def test_sandbox_env_refuses_credential_names(tmp_path: Path, repo: Path) -> None:
+    ok = write(
+        tmp_path,
+        "name: d\ninstances:\n  - {id: a, repo: calc}\n"
+        "sandbox: {env: {PYTEST_DISABLE_PLUGIN_AUTOLOAD: '1'}}\n",
+    )
+    assert load_campaign(ok).sandbox.env == {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    bad = write(
+        tmp_path, "name: d\ninstances:\n  - {id: a, repo: calc}\nsandbox: {env: {GH_TOKEN: x}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"sandbox\.env: .*'GH_TOKEN' looks like a credential"):
+        load_campaign(bad)

@@ -14,8 +14,12 @@ P, F = TestOutcome.passed, TestOutcome.failed
 
 def plan(targets: list[str], guards: list[str]) -> Plan:
     return Plan(
-        instance_id="i", intent="bugfix", fail_to_pass=targets, pass_to_pass=guards,
-        baseline=TestReport(), tier="search",
+        instance_id="i",
+        intent="bugfix",
+        fail_to_pass=targets,
+        pass_to_pass=guards,
+        baseline=TestReport(),
+        tier="search",
     )
 
 
@@ -87,3 +91,13 @@ def test_policy_refines_escalates_and_gives_up() -> None:
     assert decide(dollars_only, unknown_price, tier_exhausted=False, last_tier=False)[0] == (
         Verdict.refine
     )
+
+
+def test_file_level_target_counts_as_fixed_when_its_tests_pass() -> None:
+    # The baseline could not import tests/test_m.py (a collection error keyed by the file);
+    # after the fix its tests report under their own ids.
+    p = plan(["tests/test_m.py"], [])
+    report = TestReport(outcomes={"tests/test_m.py::test_a": P, "tests/test_m.py::test_b": P})
+    assert critique(p, report, DIFF).verdict == Verdict.accept
+    report.outcomes["tests/test_m.py::test_b"] = F
+    assert critique(p, report, DIFF).still_failing == ["tests/test_m.py"]

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,21 @@ def test_cli_bad_input_exits_2_with_a_fix(runner: CliRunner, tmp_path: Path, ws:
     assert res.exit_code == 2 and "mkdir -p" in res.stderr
     res = runner.invoke(sandbox_app, ["run", "--backend", "vm", "--workspace", str(ws), "--", "x"])
     assert res.exit_code == 2 and "choose one of" in res.stderr
+
+
+def test_config_env_reaches_the_command_and_host_env_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOST_ONLY_SETTING", "leak")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ws.chmod(0o777)
+    config = SandboxConfig(timeout_s=30, env={"CAMPAIGN_SETTING": "on"})
+    code = (
+        "import os; print(os.environ.get('CAMPAIGN_SETTING'), os.environ.get('HOST_ONLY_SETTING'))"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = get_sandbox("auto").run(ws, ["python", "-c", code], config)
+    assert result.exit_code == 0, result.stderr_tail
+    assert result.stdout_tail.strip() == "on None"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from patchsmith.domain import Critique, Plan, TestOutcome, TestReport, Verdict
 from patchsmith.tasks.edits import changed_lines, diff_size
+from patchsmith.tasks.testrun import target_outcome
 
 # Only errors that point at real breakage; style noise would penalise correct fixes.
 LINT_SELECT = "E9,F"
@@ -65,13 +66,13 @@ def lint_delta(diff: str, before: Mapping[str, str], after: Mapping[str, str]) -
 def critique(plan: Plan, report: TestReport, diff: str, lint_introduced: int = 0) -> Critique:
     """Judge one candidate: accept only when every target passes with no regression."""
     outcomes = report.outcomes
-    fixed = [t for t in plan.fail_to_pass if outcomes.get(t) == TestOutcome.passed]
-    still = [t for t in plan.fail_to_pass if outcomes.get(t) != TestOutcome.passed]
+    fixed = [t for t in plan.fail_to_pass if target_outcome(outcomes, t) == TestOutcome.passed]
+    still = [t for t in plan.fail_to_pass if t not in fixed]
     broken = (TestOutcome.failed, TestOutcome.error)
-    regressions = [t for t in plan.pass_to_pass if outcomes.get(t) in broken]
-    if not report.stopped_early:
+    regressions = [t for t in plan.pass_to_pass if target_outcome(outcomes, t) in broken]
+    if not report.stopped_early and outcomes:
         # A guard test that vanished (collection error, deleted) counts as a regression.
-        regressions += [t for t in plan.pass_to_pass if t not in outcomes and outcomes]
+        regressions += [t for t in plan.pass_to_pass if target_outcome(outcomes, t) is None]
     size = diff_size(diff)
     reasons: list[str] = []
     if report.timed_out:

@@ -118,7 +118,9 @@ def pytest_argv(
     for nodeid in deselect:
         extra += ["--deselect", nodeid]
     if coverage:
-        extra += ["--cov=.", "--cov-context=test", "--cov-report="]
+        # `-p pytest_cov` keeps coverage working when PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (it is a
+        # no-op when the plugin was autoloaded already).
+        extra += ["-p", "pytest_cov", "--cov=.", "--cov-context=test", "--cov-report="]
     return [*head, *extra, *args]
 
 

@@ -178,7 +178,7 @@ class BwrapSandbox:
         cmd += ["--proc", "/proc", "--dev", "/dev"]
         cmd += ["--perms", "1777", "--size", str(config.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
         cmd += [*_dirs([ws], made), "--bind", ws, ws, "--chdir", ws, "--clearenv"]
-        for key, value in {**base_env(), **env}.items():
+        for key, value in {**base_env(), **config.env, **env}.items():
             cmd += ["--setenv", key, value]
         if self._seccomp is not None:
             cmd += ["--seccomp", "{SECCOMP}"]

@@ -64,7 +64,7 @@ class SubprocessSandbox:
             proc = subprocess.Popen(
                 [*prlimit_prefix(config), *argv],
                 cwd=workspace,
-                env={**base_env(), **(env or {})},
+                env={**base_env(), **config.env, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
