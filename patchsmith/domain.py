@@ -194,6 +194,26 @@ class Plan(Value):
     notes: list[str] = Field(default_factory=list)
 
 
+class Usage(Value):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    gpu_seconds: float = 0.0
+    dollars: float | None = Field(default=0.0, description="None = price unknown.")
+
+    def __add__(self, other: Usage) -> Usage:
+        dollars = (
+            None if self.dollars is None or other.dollars is None else self.dollars + other.dollars
+        )
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            latency_s=self.latency_s + other.latency_s,
+            gpu_seconds=self.gpu_seconds + other.gpu_seconds,
+            dollars=dollars,
+        )
+
+
 class Candidate(Value):
     """A proposed edit, always normalized to a unified diff (a/ b/ prefixes)."""
 
@@ -205,6 +225,13 @@ class Candidate(Value):
     score: float = 0.0
     files: list[str] = Field(default_factory=list)
     parent_ids: list[str] = Field(default_factory=list, description="For combined edits.")
+    usage: Usage = Field(
+        default_factory=lambda: Usage(), description="What producing this candidate cost."
+    )
+    model: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Model id, adapters (name, version, sha256), quantization (LLM tiers).",
+    )
 
     @staticmethod
     def make_id(diff: str) -> str:
@@ -228,26 +255,6 @@ class Critique(Value):
     regressions: list[str] = Field(default_factory=list)
     lint_delta: int = 0
     diff_lines: int = 0
-
-
-class Usage(Value):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float = 0.0
-    gpu_seconds: float = 0.0
-    dollars: float | None = Field(default=0.0, description="None = price unknown.")
-
-    def __add__(self, other: Usage) -> Usage:
-        dollars = (
-            None if self.dollars is None or other.dollars is None else self.dollars + other.dollars
-        )
-        return Usage(
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            latency_s=self.latency_s + other.latency_s,
-            gpu_seconds=self.gpu_seconds + other.gpu_seconds,
-            dollars=dollars,
-        )
 
 
 class AttemptStatus(StrEnum):

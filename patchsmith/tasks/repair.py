@@ -272,7 +272,7 @@ def _try(
         report, final = steps.verify(ctx, state.instance, plan, pristine, candidate.diff)
     if final.verdict != Verdict.accept:
         why = "verify-only run failed: " + "; ".join(final.reasons)
-        _record(ctx, state, tier, candidate, report, final, why, started, t0)
+        _record(ctx, state, tier, candidate, report, final, why, started, t0, verify=True)
         feedback.append(why)
         return None
     state.reasons.append(f"{tier.name}: {candidate.description or candidate.candidate_id}")
@@ -290,10 +290,17 @@ def _record(
     error: str | None,
     started: float,
     t0: float,
+    *,
+    verify: bool = False,
 ) -> None:
-    """Count and hand over one finished attempt, before anything else happens."""
+    """Count and hand over one finished attempt, before anything else happens.
+
+    A verify-only run is its own attempt, but producing the candidate was paid for once.
+    """
+    usage = Usage() if verify else candidate.usage
     state.number += 1
     state.spend.attempts += 1
+    state.spend.usage = state.spend.usage + usage
     if crit is None:
         status = AttemptStatus.malformed_edit
     elif crit.verdict == Verdict.accept and error is None:
@@ -309,7 +316,8 @@ def _record(
             candidate=candidate,
             report=report,
             critique=crit,
-            usage=Usage(),
+            usage=usage,
+            model=candidate.model,
             status=status,
             error=error,
             started_at=started,
