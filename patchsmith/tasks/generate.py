@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from patchsmith.config import Tier
-from patchsmith.domain import Candidate, Instance, Plan
+from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport
 from patchsmith.tasks.mutation import MutationSearch
 
 
@@ -27,6 +27,12 @@ class Generator(Protocol):
         n: int,
     ) -> list[Candidate]:
         """Candidates not in ``tried``; [] when this generator has nothing left."""
+        ...
+
+    def review(
+        self, plan: Plan, candidate: Candidate, report: TestReport, critique: Critique
+    ) -> Critique:
+        """Combine the deterministic critique with this tier's own critic (if any)."""
         ...
 
 
@@ -47,6 +53,11 @@ class SearchGenerator:
         n: int,
     ) -> list[Candidate]:
         return self.search.propose(pristine, plan, tried, n, tier=self.tier.name)
+
+    def review(
+        self, plan: Plan, candidate: Candidate, report: TestReport, critique: Critique
+    ) -> Critique:
+        return critique
 
 
 def make_generator(tier: Tier) -> Generator:

@@ -103,15 +103,22 @@ def test_step(
         )
 
 
-def critique_step(plan: Plan, report: TestReport, candidate: Candidate, pristine: Path) -> Critique:
-    """Deterministic verdict, including ruff errors introduced on changed lines."""
+def critique_step(
+    plan: Plan,
+    report: TestReport,
+    candidate: Candidate,
+    pristine: Path,
+    generator: Generator | None = None,
+) -> Critique:
+    """Deterministic verdict (ruff errors on changed lines included), then the tier's critic."""
     before: dict[str, str] = {}
     after: dict[str, str] = {}
     for fp in parse_diff(candidate.diff):
         src = pristine / fp.path
         before[fp.path] = src.read_text() if src.is_file() else ""
         after[fp.path] = apply_diff_to_text(before[fp.path], fp)
-    return critique(plan, report, candidate.diff, lint_delta(candidate.diff, before, after))
+    verdict = critique(plan, report, candidate.diff, lint_delta(candidate.diff, before, after))
+    return generator.review(plan, candidate, report, verdict) if generator else verdict
 
 
 def verify_step(
@@ -230,7 +237,7 @@ def _run_tier(
                 return None
             return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
         for candidate in round_:
-            outcome = _try(ctx, steps, state, plan, pristine, tier, candidate, feedback)
+            outcome = _try(ctx, steps, state, plan, pristine, tier, generator, candidate, feedback)
             if outcome is not None:
                 return outcome
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
@@ -246,6 +253,7 @@ def _try(
     plan: Plan,
     pristine: Path,
     tier: Tier,
+    generator: Generator,
     candidate: Candidate,
     feedback: list[str],
 ) -> Outcome | None:
@@ -259,7 +267,7 @@ def _try(
         with ctx.trace("sandbox-test", {"candidate": candidate.candidate_id}):
             report = steps.test(ctx, state.instance, plan, pristine, candidate)
         with ctx.trace("critique", {"candidate": candidate.candidate_id}):
-            crit = steps.critique(plan, report, candidate, pristine)
+            crit = steps.critique(plan, report, candidate, pristine, generator)
     except EditError as exc:
         error = f"{type(exc).__name__}: {exc}"
     _record(ctx, state, tier, candidate, report, crit, error, started, t0)
