@@ -1,0 +1,243 @@
+"""Run tracking: the ``Tracker`` contract, tracking-off, prices, and the factory.
+
+A campaign is one MLflow run (the parent) in an experiment named after the campaign; each
+instance is a child run tagged ``mlflow.parentRunId``. Steps and model calls become spans
+of one MLflow trace per instance, linked to the instance run. The MLflow backend lives in
+``tracking_mlflow`` (imported only when tracking is on); what goes into params, metrics
+and tags is decided in ``tracking_params`` and ``tracking_metrics``.
+
+Every method takes run ids explicitly: nothing here uses MLflow's per-thread active run,
+so instances may run on any thread (fluent calls from task threads leave orphan runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from patchsmith.config import Campaign
+from patchsmith.domain import Attempt, Instance, Outcome, Usage
+
+if TYPE_CHECKING:
+    from patchsmith.infra.tracking_mlflow import MlflowTracker
+
+__all__ = [
+    "MlflowTracker",
+    "NullTracker",
+    "Prices",
+    "SpanHandle",
+    "Tracker",
+    "make_tracker",
+    "price",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SpanHandle:
+    """What a ``step`` yields: add attributes or outputs to the span (no-op when off)."""
+
+    def __init__(self, span: Any = None) -> None:
+        self._span = span
+
+    def set(self, attributes: dict[str, Any]) -> None:
+        """Add attributes to the span; the key ``outputs`` sets the span's outputs."""
+        if self._span is None:
+            return
+        attrs = dict(attributes)
+        if "outputs" in attrs:
+            self._span.set_outputs(attrs.pop("outputs"))
+        if attrs:
+            self._span.set_attributes(attrs)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The MLflow trace id of this span, None when tracking is off or failed."""
+        return getattr(self._span, "trace_id", None)
+
+
+class Tracker(Protocol):
+    """Records a campaign, its instances, their steps, model calls and attempts."""
+
+    def start_campaign(
+        self, campaign: Campaign, *, config_hash: str, flow_run_id: str | None
+    ) -> str | None: ...
+
+    def start_instance(
+        self,
+        campaign_run_id: str | None,
+        instance: Instance,
+        *,
+        key: str,
+        params: dict[str, Any],
+        flow_run_id: str | None,
+    ) -> str | None: ...
+
+    def step(
+        self,
+        run_id: str | None,
+        name: str,
+        *,
+        span_type: str = "CHAIN",
+        attributes: dict[str, Any] | None = None,
+    ) -> AbstractContextManager[SpanHandle]: ...
+
+    def model_call(
+        self, run_id: str | None, *, model: str, usage: Usage, attributes: dict[str, Any]
+    ) -> None: ...
+
+    def log_attempt(self, run_id: str | None, attempt: Attempt) -> None: ...
+
+    def end_instance(
+        self, run_id: str | None, outcome: Outcome, *, logs: dict[str, str]
+    ) -> None: ...
+
+    def end_campaign(
+        self, run_id: str | None, outcomes: list[Outcome], *, config_yaml: str
+    ) -> None: ...
+
+
+class NullTracker:
+    """Tracking off: every method is a no-op and run ids are None."""
+
+    failed = False
+    errors = 0
+
+    def start_campaign(
+        self, campaign: Campaign, *, config_hash: str, flow_run_id: str | None
+    ) -> str | None:
+        return None
+
+    def start_instance(
+        self,
+        campaign_run_id: str | None,
+        instance: Instance,
+        *,
+        key: str,
+        params: dict[str, Any],
+        flow_run_id: str | None,
+    ) -> str | None:
+        return None
+
+    @contextmanager
+    def step(
+        self,
+        run_id: str | None,
+        name: str,
+        *,
+        span_type: str = "CHAIN",
+        attributes: dict[str, Any] | None = None,
+    ) -> Iterator[SpanHandle]:
+        yield SpanHandle()
+
+    def model_call(
+        self, run_id: str | None, *, model: str, usage: Usage, attributes: dict[str, Any]
+    ) -> None:
+        return None
+
+    def log_attempt(self, run_id: str | None, attempt: Attempt) -> None:
+        return None
+
+    def end_instance(self, run_id: str | None, outcome: Outcome, *, logs: dict[str, str]) -> None:
+        return None
+
+    def end_campaign(
+        self, run_id: str | None, outcomes: list[Outcome], *, config_yaml: str
+    ) -> None:
+        return None
+
+    def run_url(self, run_id: str | None) -> str | None:
+        return None
+
+
+def make_tracker(enabled: bool, home: Path) -> Tracker:
+    """``MlflowTracker`` on ``$MLFLOW_TRACKING_URI`` or ``<home>/mlflow.db``; else a NullTracker."""
+    if not enabled:
+        return NullTracker()
+    from patchsmith.infra.tracking_mlflow import MlflowTracker
+
+    return MlflowTracker(home=home)
+
+
+def __getattr__(name: str) -> Any:
+    # MlflowTracker is importable from here, but mlflow is imported only when asked for.
+    if name == "MlflowTracker":
+        from patchsmith.infra.tracking_mlflow import MlflowTracker
+
+        return MlflowTracker
+    raise AttributeError(name)
+
+
+# ------------------------------------------------------------------------------ cost
+
+
+class Prices(BaseModel):
+    """What a model costs. Hosted models are priced per token, self-hosted per GPU-hour."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_1k_input: float | None = Field(
+        default=None, ge=0, description="Dollars per 1,000 prompt tokens; None = not priced so."
+    )
+    per_1k_output: float | None = Field(
+        default=None, ge=0, description="Dollars per 1,000 completion tokens; None = not priced so."
+    )
+    per_gpu_hour: float | None = Field(
+        default=None, ge=0, description="Dollars per GPU-hour; None = not priced by GPU time."
+    )
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(reason: str) -> None:
+    with _warned_lock:
+        if reason in _warned:
+            return
+        _warned.add(reason)
+    log.warning("cost recorded as unknown: %s (add prices to the tier's model config)", reason)
+
+
+def price(
+    usage_tokens_in: int, usage_tokens_out: int, gpu_seconds: float, prices: Prices | None
+) -> float | None:
+    """Dollars for some usage, or None when a price needed for it is missing (warns once).
+
+    Nothing used costs 0.0. Token prices cover tokens and a GPU-hour price covers GPU
+    time; when only one kind of price is given it is taken to cover the whole usage (a
+    self-hosted model priced per GPU-hour does not also pay per token). A missing price
+    is never read as $0.
+    """
+    if usage_tokens_in == 0 and usage_tokens_out == 0 and gpu_seconds == 0:
+        return 0.0
+    if prices is None:
+        _warn_once("no prices configured")
+        return None
+    by_tokens = prices.per_1k_input is not None or prices.per_1k_output is not None
+    by_gpu = prices.per_gpu_hour is not None
+    if not by_tokens and not by_gpu:
+        _warn_once("prices are all empty")
+        return None
+    total = 0.0
+    if by_gpu and prices.per_gpu_hour is not None:
+        if gpu_seconds == 0 and not by_tokens:
+            _warn_once("priced per GPU-hour but no GPU-seconds were measured")
+            return None
+        total += gpu_seconds / 3600.0 * prices.per_gpu_hour
+    if by_tokens:
+        for tokens, per_1k, kind in (
+            (usage_tokens_in, prices.per_1k_input, "input"),
+            (usage_tokens_out, prices.per_1k_output, "output"),
+        ):
+            if tokens and per_1k is None:
+                _warn_once(f"{kind} tokens used but per_1k_{kind} is not set")
+                return None
+            total += tokens / 1000.0 * (per_1k or 0.0)
+    return total
