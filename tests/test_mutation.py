@@ -265,3 +265,20 @@ def test_performance_sanity_on_a_500_line_file(tmp_path: Path) -> None:
     batch = MutationSearch().propose(root, plan, set(), n=20)
     print(f"propose(n=20): {(time.perf_counter() - start) * 1000:.0f} ms")
     assert len(batch) == 20 and len(mutants) > 100
+
+
+def test_elif_conditions_are_mutated() -> None:
+    # Regression: an elif's statement text starts with `elif` and was never re-parsed OK,
+    # so every mutant of an elif condition used to be dropped.
+    source = (
+        "def wrap(current, word, room):\n"
+        "    if not current:\n"
+        "        return 0\n"
+        "    elif len(current) + 1 + len(word) < room:\n"
+        "        return 1\n"
+        "    return 2\n"
+    )
+    found = mutants_for("m.py", source, {4: 1.0})
+    fixed = [m for m in found if "<=" in m.apply(source).splitlines()[3]]
+    assert fixed, [m.description for m in found]
+    assert all(m.line == 4 for m in found)

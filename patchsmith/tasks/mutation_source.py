@@ -142,6 +142,9 @@ class SourceText:
             prefix = " " * len(prefix)
         local = [(a - s_start, b - s_start, r) for a, b, r in edits]
         segment = prefix + apply_edits(self.source[s_start:s_end], local)
+        if segment.lstrip().startswith("elif"):
+            # An ``elif`` branch is an If node whose text starts at ``elif``: parse it as ``if``.
+            segment = segment.replace("elif", "if", 1)
         if segment[:1].isspace():
             segment = "if 1:\n" + segment
         return _parses(segment)
