@@ -61,8 +61,9 @@ class LiveBoard:
 
     def render(self) -> Table:
         table = Table(title="patchsmith campaign", expand=False)
-        for col in ("instance", "status", "tier", "attempts", "note"):
-            table.add_column(col, justify="right" if col == "attempts" else "left")
+        for col in ("instance", "status", "tier", "attempts"):
+            table.add_column(col, justify="right" if col == "attempts" else "left", no_wrap=True)
+        table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=60)
         with self.lock:
             done = sum(
                 r["status"] in ("resolved", "unresolved", "error") for r in self.rows.values()

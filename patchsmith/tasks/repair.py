@@ -34,7 +34,7 @@ from patchsmith.infra.sandbox import Sandbox
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.critique import critique, lint_delta
 from patchsmith.tasks.edits import apply_diff, apply_diff_to_text, parse_diff
-from patchsmith.tasks.generate import Generator, make_generator
+from patchsmith.tasks.generate import Generator, make_generator, raise_if_malformed
 from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.policy import Spend, decide
 from patchsmith.tasks.testrun import run_tests, staged_run
@@ -95,7 +95,11 @@ def generate_step(
 def test_step(
     ctx: RepairContext, instance: Instance, plan: Plan, pristine: Path, candidate: Candidate
 ) -> TestReport:
-    """Apply the candidate to a throwaway workspace; targets first, then the rest."""
+    """Apply the candidate to a throwaway workspace; targets first, then the rest.
+
+    A candidate its generator marked malformed raises its EditError before any workspace.
+    """
+    raise_if_malformed(candidate)
     with ctx.workspaces.attempt(pristine) as ws:
         apply_diff(ws, candidate.diff)
         return staged_run(
@@ -283,8 +287,8 @@ def _try(
         _record(ctx, state, tier, candidate, report, final, why, started, t0, verify=True)
         feedback.append(why)
         return None
-    state.reasons.append(f"{tier.name}: {candidate.description or candidate.candidate_id}")
     state.reasons.append("verified on a fresh workspace: " + "; ".join(final.reasons))
+    state.reasons.append(f"{tier.name}: {candidate.description or candidate.candidate_id}")
     return _outcome(state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff)
 
 
