@@ -159,6 +159,82 @@ def doctor() -> None:
     Console().print(table)
 
 
+def wide_console() -> Console:
+    """stdout console; wide when not a terminal, so piped tables are not squeezed to 80."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _tracking_uri() -> str:
+    from patchsmith.infra.settings import configure
+
+    home = configure()
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+
+
+@app.command()
+def report(
+    campaign: Annotated[
+        Path | None, typer.Argument(help="Campaign file (its name is the experiment).")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Also write the report here.")] = None,
+) -> None:
+    """Product metrics of a campaign's latest run, per tier and per model configuration."""
+    from patchsmith.config import load_campaign
+    from patchsmith.reports import campaign_report, render_table, to_markdown
+
+    if (campaign is None) == (experiment is None):
+        raise fail("give a campaign file or --experiment NAME (one of them)")
+    try:
+        name = experiment or load_campaign(campaign).name  # type: ignore[arg-type]
+        rep = campaign_report(_tracking_uri(), name)
+    except PatchsmithError as exc:
+        raise fail(str(exc)) from None
+    wide_console().print(render_table(rep))
+    if markdown:
+        markdown.write_text(to_markdown(rep))
+        console.print(f"Markdown written to {markdown}")
+
+
+@app.command()
+def compare(
+    experiments: Annotated[list[str], typer.Argument(help="Two or more experiment names.")],
+    chart: Annotated[Path, typer.Option(help="PNG chart to write.")] = Path("compare.png"),
+    markdown: Annotated[Path | None, typer.Option(help="Also write the table here.")] = None,
+) -> None:
+    """Experiments side by side, with a chart of correctness rate vs cost per success."""
+    from patchsmith.reports import compare as compare_experiments
+
+    if len(experiments) < 2:
+        raise fail("compare needs at least two experiment names")
+    try:
+        md, png = compare_experiments(_tracking_uri(), experiments, chart)
+    except PatchsmithError as exc:
+        raise fail(str(exc)) from None
+    wide_console().print(md)
+    if markdown:
+        markdown.write_text(md)
+    console.print(f"Chart written to {png}")
+
+
+@app.command("sync-tracking")
+def sync_tracking_cmd() -> None:
+    """Push store records that never reached MLflow (e.g. it was down during a campaign)."""
+    from patchsmith.infra.settings import configure
+    from patchsmith.infra.store import Store
+    from patchsmith.infra.tracking import make_tracker
+    from patchsmith.tasks.sync import sync_tracking
+
+    home = configure()
+    try:
+        result = sync_tracking(Store.open(home=home), make_tracker(True, home))
+    except PatchsmithError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"synced {result.synced} instance run(s), {result.failed} failed")
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

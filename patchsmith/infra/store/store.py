@@ -256,10 +256,17 @@ class Store:
 
     def attempts_for_key(self, key: str) -> list[Attempt]:
         """Every attempt recorded under ``key``, across runs: oldest run first, by number."""
+        return self._attempts("attempts_for_key", InstanceRow.key == key)
+
+    def attempts_for_run(self, instance_run_id: str) -> list[Attempt]:
+        """The attempts of one instance run, by number (for ``sync-tracking``)."""
+        return self._attempts("attempts_for_run", InstanceRow.id == instance_run_id)
+
+    def _attempts(self, what: str, where: Any) -> list[Attempt]:
         stmt = (
             select(AttemptRow.payload, AttemptRow.diff_sha, AttemptRow.log_sha)
             .join(InstanceRow, InstanceRow.id == AttemptRow.instance_run_id)
-            .where(InstanceRow.key == key)
+            .where(where)
             .order_by(InstanceRow.started, InstanceRow.id, AttemptRow.number)
         )
 
@@ -268,7 +275,7 @@ class Store:
             texts = self._texts(session, [s for r in rows for s in (r.diff_sha, r.log_sha)])
             return [attempt_from(r.payload, r.diff_sha, r.log_sha, texts.__getitem__) for r in rows]
 
-        return self._read("attempts_for_key", go)
+        return self._read(what, go)
 
     # ---------------------------------------------------------------- outcomes
 
@@ -304,9 +311,16 @@ class Store:
 
     def find_outcome(self, key: str) -> Outcome | None:
         """The latest outcome stored under ``key`` (for resume), or None."""
+        return self._one_outcome("find_outcome", OutcomeRow.key == key)
+
+    def outcome_for_run(self, instance_run_id: str) -> Outcome | None:
+        """The outcome of one instance run, or None while it has none."""
+        return self._one_outcome("outcome_for_run", OutcomeRow.instance_run_id == instance_run_id)
+
+    def _one_outcome(self, what: str, where: Any) -> Outcome | None:
         stmt = (
             select(OutcomeRow.payload, OutcomeRow.patch_sha)
-            .where(OutcomeRow.key == key)
+            .where(where)
             .order_by(OutcomeRow.created.desc(), OutcomeRow.id.desc())
             .limit(1)
         )
@@ -318,7 +332,7 @@ class Store:
             texts = self._texts(session, [row.patch_sha])
             return outcome_from(row.payload, row.patch_sha, texts.__getitem__)
 
-        return self._read("find_outcome", go)
+        return self._read(what, go)
 
     def outcomes(self, campaign_id: str) -> list[Outcome]:
         """Outcomes of one campaign run, in the order they were recorded."""
@@ -375,6 +389,7 @@ def _instance_dict(r: InstanceRow) -> dict[str, Any]:
         "id": r.id,
         "campaign_id": r.campaign_id,
         "instance_id": r.instance_id,
+        "instance": r.instance,
         "key": r.key,
         "base_commit": r.base_commit,
         "status": r.status,

@@ -1,0 +1,118 @@
+"""Small real projects with planted bugs, written into a temp dir for pipeline tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+PYPROJECT = '[tool.pytest.ini_options]\npythonpath = ["."]\n'
+
+STATS = '''"""Descriptive statistics for small samples."""
+
+
+def mean(values: list[float]) -> float:
+    """Arithmetic mean; raises ValueError on an empty sample."""
+    if not values:
+        raise ValueError("mean of an empty sample")
+    return sum(values) / len(values)
+
+
+def clamp(value: float, low: float, high: float) -> float:
+    """Limit value to the closed interval [low, high]."""
+    if value < low:
+        return low
+    if value > high:
+        return high
+    return value
+
+
+def window_sums(values: list[int], size: int) -> list[int]:
+    """Sums of every run of `size` consecutive values."""
+    return [sum(values[i : i + size]) for i in range(len(values) - size)]
+
+
+def describe(values: list[float]) -> str:
+    """A one-line human summary of a sample."""
+    return f"n={len(values)} mean={mean(values):.2f}"
+'''
+
+TEST_WINDOWS = """from stats import mean, window_sums
+
+
+def test_window_sums_cover_the_last_window():
+    assert window_sums([1, 2, 3, 4], 2) == [3, 5, 7]
+
+
+def test_window_of_full_length():
+    assert window_sums([1, 2, 3], 3) == [6]
+
+
+def test_mean_is_unaffected():
+    assert mean([1, 2, 3]) == 2
+"""
+
+TEST_DESCRIBE = """from stats import clamp, describe
+
+
+def test_describe_reports_median():
+    assert describe([1, 2, 10]) == "n=3 mean=4.33 median=2"
+
+
+def test_clamp_keeps_inner_values():
+    assert clamp(5, 0, 10) == 5
+"""
+
+
+def make_stats_project(root: Path) -> Path:
+    """A project with one mutation-fixable bug (window_sums) and one that is not (describe)."""
+    project = root / "stats"
+    (project / "tests").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(PYPROJECT)
+    (project / "stats.py").write_text(STATS)
+    (project / "tests" / "test_windows.py").write_text(TEST_WINDOWS)
+    (project / "tests" / "test_describe.py").write_text(TEST_DESCRIBE)
+    return project
+
+
+def write_campaign(root: Path, name: str = "pipeline", **overrides: object) -> Path:
+    """A campaign over the stats project: one fixable and one unfixable instance."""
+    data: dict[str, object] = {
+        "name": name,
+        "instances": [
+            {
+                "id": "stats-window",
+                "repo": "stats",
+                "test_cmd": "python -m pytest -q tests/test_windows.py",
+            },
+            {
+                "id": "stats-describe",
+                "repo": "stats",
+                "test_cmd": "python -m pytest -q tests/test_describe.py",
+            },
+        ],
+        "sandbox": {"timeout_s": 60, "env": {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}},
+        "budget": {"max_attempts": 6, "max_wall_s": 120},
+        "concurrency": 2,
+    }
+    data.update(overrides)
+    path = root / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def patch_passes_tests(project: Path, patch: str, test_file: str, tmp: Path) -> bool:
+    """Apply a patch by hand to a clean copy (git apply) and run the test file there."""
+    clean = tmp / "clean-copy"
+    subprocess.run(["cp", "-a", str(project), str(clean)], check=True)
+    (clean / "fix.diff").write_text(patch)
+    subprocess.run(["git", "apply", "fix.diff"], cwd=clean, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file],
+        cwd=clean,
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
