@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from patchsmith.cli_adapters import adapters_app
 from patchsmith.cli_sandbox import sandbox_app
 from patchsmith.errors import PatchsmithError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in the sandbox (debugging).")
+app.add_typer(adapters_app, name="adapters", help="The LoRA adapter registry.")
 console = Console(stderr=True)
 STATUS_STYLE = {"resolved": "green", "unresolved": "yellow", "error": "red", "running": "cyan"}
 

@@ -23,13 +23,14 @@ import re
 import shlex
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from patchsmith.domain import Budget, Instance, SandboxConfig, Strict, config_hash
 from patchsmith.errors import ConfigError
+from patchsmith.infra.llm.config import ModelConfig
 
 GIT_URL = re.compile(r"^(https?://|ssh://|git@|git://|file://)")
 
@@ -47,7 +48,105 @@ class SearchTier(Strict):
     top_lines: int = Field(default=12, gt=0, description="Suspicious lines mutated at most.")
 
 
-Tier = SearchTier
+ADAPTER_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _check_ref(ref: str) -> str:
+    if not ADAPTER_REF.match(ref):
+        raise ValueError(
+            f"adapter reference {ref!r} must be name@version (e.g. bugfix@1); "
+            "see `patchsmith adapters list`"
+        )
+    return ref
+
+
+class CriticConfig(Strict):
+    """An LLM critic: reads the diff and the test evidence, returns a structured verdict."""
+
+    model: ModelConfig | None = Field(
+        default=None, description="Critic model; None = the tier's own model."
+    )
+    adapter: str | None = Field(
+        default=None,
+        description="Guardrail adapter: name@version from the registry, or the name of an "
+        "adapter configured on the critic model; None = the base model.",
+    )
+    review: Literal["accepted", "all"] = Field(
+        default="accepted",
+        description="accepted = only candidates the tests accepted (the critic may veto); "
+        "all = every tested candidate (its feedback feeds the next round).",
+    )
+    max_new_tokens: int = Field(default=256, gt=0, description="Verdict length at most.")
+
+
+class LLMTier(Strict):
+    """An LLM tier: plan → SEARCH/REPLACE edits → optional LLM critic, over a few rounds."""
+
+    kind: Literal["llm"] = "llm"
+    name: str = Field(default="llm", description="Tier name used in records and reports.")
+    model: ModelConfig = Field(description="The model (backend, quantization, prices...).")
+    adapters: list[str] = Field(
+        default_factory=list,
+        description="Functional LoRA adapters from the registry, as name@version; samples "
+        "use them in turn. Empty = the adapters configured on the model, else the base.",
+    )
+    samples: int = Field(default=1, ge=1, le=32, description="Completions per round.")
+    rounds: int = Field(default=3, ge=1, description="Rounds (with feedback) before escalating.")
+    planner: bool = Field(default=True, description="Ask the model for a plan first.")
+    critic: CriticConfig | None = Field(default=None, description="LLM critic, if any.")
+    context_tokens: int = Field(
+        default=3000, ge=200, description="Budget for the localization context in the prompt."
+    )
+    max_new_tokens: int = Field(default=1024, gt=0, description="Tokens per edit at most.")
+    sample_temperature: float = Field(
+        default=0.7,
+        gt=0.0,
+        le=2.0,
+        description="Temperature used when samples > 1 and the model's sampling is greedy "
+        "(greedy samples would all be the same).",
+    )
+
+    @property
+    def batch(self) -> int:
+        """Candidates proposed per round (the loop's name for it)."""
+        return self.samples
+
+    @field_validator("adapters")
+    @classmethod
+    def _refs(cls, refs: list[str]) -> list[str]:
+        for ref in refs:
+            _check_ref(ref)
+        names = [r.split("@")[0] for r in refs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"adapters: one version per adapter name; repeated: {dupes}")
+        return refs
+
+    @model_validator(mode="after")
+    def _critic_ref(self) -> LLMTier:
+        ref = self.critic.adapter if self.critic else None
+        if ref is not None and "@" in ref:
+            _check_ref(ref)
+        return self
+
+
+def _tier_kind(value: Any) -> str:
+    kind = value.get("kind", "search") if isinstance(value, dict) else getattr(value, "kind", None)
+    return str(kind)
+
+
+Tier = Annotated[
+    Annotated[SearchTier, Tag("search")] | Annotated[LLMTier, Tag("llm")],
+    Discriminator(
+        _tier_kind,
+        custom_error_type="tier_kind",
+        custom_error_message="unknown tier kind: use kind: search or kind: llm",
+    ),
+]
+
+
+def _default_tiers() -> list[Tier]:
+    return [SearchTier()]
 
 
 class Campaign(Strict):
@@ -57,7 +156,7 @@ class Campaign(Strict):
     instances: list[Instance] = Field(min_length=1, description="Instances to repair.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     budget: Budget = Field(default_factory=Budget)
-    tiers: list[Tier] = Field(default_factory=lambda: [SearchTier()], min_length=1)
+    tiers: list[Tier] = Field(default_factory=_default_tiers, min_length=1)
     concurrency: int = Field(default=2, gt=0, description="Instances repaired in parallel.")
     verify: bool = Field(
         default=True, description="Re-run the full tests on a fresh workspace before accepting."

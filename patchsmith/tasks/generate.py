@@ -1,17 +1,29 @@
 """Generators: pluggable producers of candidate edits, found by the tier's kind.
 
-A generator is stateless between rounds: what was already tried is passed in, so a round
-can run as a retriable Prefect task and a resumed campaign continues where it stopped.
+One generator lives for one tier of one instance. What was already tried is passed in,
+so a resumed campaign continues where it stopped; a generator may keep in-memory state
+for its tier (the LLM generator keeps its plan and its round count).
+
+A generator that could not turn a model's reply into a diff still returns a candidate,
+so the attempt is counted and recorded: its ``description`` starts with ``MALFORMED``
+(``"malformed_edit: ApplyError: <reason>"``) and its ``diff`` holds the raw reply.
+``raise_if_malformed`` turns such a candidate back into its EditError before testing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from patchsmith.config import Tier
+from patchsmith.config import SearchTier, Tier
 from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport
+from patchsmith.errors import ApplyError, EditError, MalformedEdit
 from patchsmith.tasks.mutation import MutationSearch
+
+if TYPE_CHECKING:
+    from patchsmith.infra.store import Store
+
+MALFORMED = "malformed_edit: "
 
 
 class Generator(Protocol):
@@ -39,7 +51,7 @@ class Generator(Protocol):
 class SearchGenerator:
     """Tier 0: deterministic mutation search at the most suspicious lines."""
 
-    def __init__(self, tier: Tier) -> None:
+    def __init__(self, tier: SearchTier) -> None:
         self.tier = tier
         self.search = MutationSearch(max_order=tier.max_order, top_lines=tier.top_lines)
 
@@ -60,8 +72,26 @@ class SearchGenerator:
         return critique
 
 
-def make_generator(tier: Tier) -> Generator:
-    """The generator for a tier (LLM tiers plug in here by their ``kind``)."""
-    if tier.kind == "search":
+def make_generator(tier: Tier, store: Store | None = None) -> Generator:
+    """The generator for a tier. LLM tiers resolve their adapters here (through ``store``,
+    else the default store when they name registry adapters)."""
+    if isinstance(tier, SearchTier):
         return SearchGenerator(tier)
-    raise ValueError(f"no generator for tier kind {tier.kind!r}")
+    from patchsmith.tasks.llm_generator import LLMGenerator
+
+    return LLMGenerator(tier, store)
+
+
+def malformed_description(error: EditError) -> str:
+    """The description of a candidate whose edit could not be used."""
+    return f"{MALFORMED}{type(error).__name__}: {error}"
+
+
+def raise_if_malformed(candidate: Candidate) -> None:
+    """Raise the EditError a generator recorded on a malformed candidate (else nothing)."""
+    if not candidate.description.startswith(MALFORMED):
+        return
+    kind, _, reason = candidate.description.removeprefix(MALFORMED).partition(": ")
+    if kind == ApplyError.__name__:
+        raise ApplyError(reason)
+    raise MalformedEdit(reason or kind)

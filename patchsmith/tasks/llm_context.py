@@ -1,0 +1,145 @@
+"""The localization context an LLM step reads, cut to a token budget.
+
+In order: the failing target tests, the ranked suspicious lines (with their text), the
+tail of the failing test output, then excerpts of the relevant files: the functions that
+hold the suspicious lines (whole small files), files the LLM plan named first. Tokens are
+estimated at ~4 characters each; the context stops at the budget, at a line boundary.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from pathlib import Path
+
+from patchsmith.domain import Instance, Plan
+from patchsmith.tasks.localize import matches_any
+
+CHARS_PER_TOKEN = 4
+WHOLE_FILE_LINES = 120
+WINDOW = 10
+MAX_FUNCTION_LINES = 80
+TOP_LINES = 15
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (characters / 4), for budgeting prompts."""
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+def in_scope(instance: Instance, path: str) -> bool:
+    """True when an edit to ``path`` is allowed by the instance's scope and exclude globs."""
+    return matches_any(path, instance.scope) and not matches_any(path, instance.exclude)
+
+
+def _read(root: Path, path: str) -> list[str] | None:
+    target = (root / path).resolve()
+    if not target.is_file() or root.resolve() not in target.parents:
+        return None
+    try:
+        return target.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _function_spans(lines: list[str]) -> list[tuple[int, int]]:
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            spans.append((start, node.end_lineno))
+    return spans
+
+
+def _ranges(lines: list[str], hits: list[int]) -> list[tuple[int, int]]:
+    """1-based inclusive line ranges to show for suspicious lines ``hits`` of a file."""
+    if len(lines) <= WHOLE_FILE_LINES:
+        return [(1, len(lines))]
+    spans = _function_spans(lines)
+    wanted = []
+    for line in hits:
+        inner = [s for s in spans if s[0] <= line <= s[1] and s[1] - s[0] < MAX_FUNCTION_LINES]
+        if inner:
+            wanted.append(min(inner, key=lambda s: s[1] - s[0]))
+        else:
+            wanted.append((max(1, line - WINDOW), min(len(lines), line + WINDOW)))
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(wanted):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _excerpts(
+    instance: Instance, plan: Plan, root: Path, focus: Sequence[str]
+) -> list[tuple[str, list[str], list[tuple[int, int]]]]:
+    order: list[str] = [f for f in focus if in_scope(instance, f)]
+    hits: dict[str, list[int]] = {}
+    for s in plan.suspicious:
+        hits.setdefault(s.path, []).append(s.line)
+        if s.path not in order:
+            order.append(s.path)
+    if not order:
+        order = sorted(
+            str(p.relative_to(root))
+            for p in root.rglob("*.py")
+            if in_scope(instance, str(p.relative_to(root)))
+        )
+    out = []
+    for path in order:
+        lines = _read(root, path)
+        if lines is None:
+            continue
+        ranges = _ranges(lines, hits.get(path, [])) if hits.get(path) else [(1, len(lines))]
+        out.append((path, lines, ranges))
+    return out
+
+
+def build_context(
+    instance: Instance,
+    plan: Plan,
+    root: Path,
+    budget_tokens: int,
+    focus: Sequence[str] = (),
+) -> str:
+    """The context for ``instance`` from its plan and pristine copy, within the budget."""
+    budget = budget_tokens * CHARS_PER_TOKEN
+    parts = []
+    if plan.fail_to_pass:
+        tests = "\n".join(f"- {t}" for t in plan.fail_to_pass[:10])
+        parts.append(f"Failing tests that must pass:\n{tests}\n")
+    cache: dict[str, list[str] | None] = {}
+    ranked = []
+    for s in plan.suspicious[:TOP_LINES]:
+        lines = cache.setdefault(s.path, _read(root, s.path))
+        text = lines[s.line - 1].strip() if lines and s.line <= len(lines) else ""
+        ranked.append(f"- {s.path}:{s.line} (score {s.score:.2f}) {text}")
+    if ranked:
+        parts.append("Suspicious lines, most suspicious first:\n" + "\n".join(ranked) + "\n")
+    log = plan.baseline.log_tail.strip()
+    if log:
+        keep = max(200, budget // 4)
+        parts.append(f"Failing test output (tail):\n```\n{log[-keep:]}\n```\n")
+    text = "\n".join(parts)
+    for path, lines, ranges in _excerpts(instance, plan, root, focus):
+        for lo, hi in ranges:
+            room = budget - len(text) - len(path) - 40
+            if room < 80:
+                return text
+            body: list[str] = []
+            used = 0
+            for line in lines[lo - 1 : hi]:
+                if used + len(line) + 1 > room:
+                    break
+                body.append(line)
+                used += len(line) + 1
+            if body:
+                end = lo + len(body) - 1
+                text += f"\n{path} (lines {lo}-{end}):\n```python\n" + "\n".join(body) + "\n```\n"
+    return text

@@ -1,0 +1,255 @@
+"""The LLM generator: SEARCH/REPLACE edits from a model, one round per ``propose``.
+
+Per round it builds the prompt (instruction, the LLM plan if any, the localization
+context within the tier's budget, feedback from earlier rounds), asks for ``samples``
+completions in one batched call (samples take the tier's adapters in turn) and turns
+each reply into a candidate with the tolerant applier (exact, then
+whitespace-insensitive matching). A reply that does not parse or apply, or that edits
+files outside the instance's scope, becomes a malformed candidate (see ``generate.py``)
+so the loop records a ``malformed_edit`` attempt with the reason.
+
+Each candidate carries the model that produced it (id, backend, adapters with sha256,
+quantization, attention, sampling, prompt hashes, the planner's record) and the usage of
+its own completion; the planner's usage goes on the first candidate, the critic's is
+added in ``review``. ``ModelUnavailable`` propagates so Prefect retries the step.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from patchsmith.adapters.resolve import AdapterUse, resolve_tier
+from patchsmith.config import LLMTier
+from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport, Usage, Verdict
+from patchsmith.errors import ApplyError, EditError
+from patchsmith.infra.llm.config import Sampling
+from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, ModelBackend
+from patchsmith.infra.store import Store
+from patchsmith.prompts import prompt_hashes, render
+from patchsmith.tasks import llm_critic
+from patchsmith.tasks.edits import parse_diff
+from patchsmith.tasks.generate import malformed_description
+from patchsmith.tasks.llm_context import build_context, in_scope
+from patchsmith.tasks.llm_models import backend_for, provenance
+from patchsmith.tasks.llm_planner import PROMPTS as PLANNER_PROMPTS
+from patchsmith.tasks.llm_planner import LLMPlan, run_planner
+from patchsmith.tasks.search_replace import blocks_to_diff
+
+PROMPTS = ("generator_system", "generator_user")
+GENERATOR = "llm"
+FEEDBACK_CHARS = 1500
+PLAN_TOKENS = 384  # a plan is a short JSON object
+
+
+def edit_to_diff(instance: Instance, root: Path, text: str) -> str:
+    """The normalized diff of a SEARCH/REPLACE reply; EditError says why there is none."""
+    diff = blocks_to_diff(root, text)
+    outside = [fp.path for fp in parse_diff(diff) if not in_scope(instance, fp.path)]
+    if outside:
+        raise ApplyError(f"edits files outside the instance's scope: {', '.join(outside)}")
+    return diff
+
+
+class LLMGenerator:
+    """Proposes SEARCH/REPLACE edits from one LLM tier's model (and reviews with its critic)."""
+
+    def __init__(self, tier: LLMTier, store: Store | None = None) -> None:
+        self.tier = tier
+        self.models = resolve_tier(tier, store)
+        self.rounds = 0
+        self.samples = 0
+        self.instruction = ""
+        self.llm_plan: LLMPlan | None = None
+        self.planner_record: dict[str, Any] | None = None
+        self.unpaid = Usage()  # spent on calls not yet charged to a candidate
+        self.own_feedback: list[str] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ propose
+
+    def propose(
+        self,
+        instance: Instance,
+        plan: Plan,
+        pristine: Path,
+        tried: set[str],
+        feedback: list[str],
+        n: int,
+    ) -> list[Candidate]:
+        """The next round's candidates; [] once the tier's rounds are used up."""
+        with self._lock:
+            self.instruction = instance.instruction
+            backend = backend_for(self.models.generator)
+            if self.tier.planner and self.planner_record is None:
+                self._plan(backend, instance, plan, pristine)
+            out: list[Candidate] = []
+            while not out and self.rounds < self.tier.rounds:
+                self.rounds += 1
+                out = self._round(backend, instance, plan, pristine, tried, feedback, n)
+            return out
+
+    def _adapter(self, i: int) -> AdapterUse | None:
+        uses = self.models.adapters
+        return uses[i % len(uses)] if uses else None
+
+    def _plan(self, backend: ModelBackend, instance: Instance, plan: Plan, root: Path) -> None:
+        first = self._adapter(0)
+        result = run_planner(
+            backend,
+            instance,
+            plan,
+            root,
+            adapter=first.request_name if first else None,
+            context_tokens=self.tier.context_tokens,
+            max_new_tokens=min(PLAN_TOKENS, self.tier.max_new_tokens),
+        )
+        self.llm_plan = result.plan
+        self.planner_record = result.record
+        self.unpaid = self.unpaid + result.usage
+
+    def _sampling(self, k: int) -> Sampling:
+        base = self.tier.model.sampling
+        if k > 1 and base.greedy:
+            return base.model_copy(update={"temperature": self.tier.sample_temperature})
+        return base
+
+    def _prompt(self, instance: Instance, plan: Plan, root: Path, feedback: list[str]) -> str:
+        focus = self.llm_plan.files if self.llm_plan else []
+        notes = [f for f in [*feedback[-2:], *self.own_feedback[-1:]] if f]
+        fb = ""
+        if notes:
+            fb = "Earlier attempts and what was wrong with them:\n" + "\n---\n".join(
+                n[-FEEDBACK_CHARS:] for n in notes
+            )
+            fb += "\n"
+        return render(
+            "generator_user",
+            instruction=instance.instruction,
+            plan=self.llm_plan.as_text() if self.llm_plan else "",
+            context=build_context(instance, plan, root, self.tier.context_tokens, focus),
+            feedback=fb,
+        )
+
+    def _round(
+        self,
+        backend: ModelBackend,
+        instance: Instance,
+        plan: Plan,
+        root: Path,
+        tried: set[str],
+        feedback: list[str],
+        n: int,
+    ) -> list[Candidate]:
+        k = max(1, min(self.tier.samples, n))
+        sampling = self._sampling(k)
+        messages = [
+            ChatMessage(role="system", content=render("generator_system")),
+            ChatMessage(role="user", content=self._prompt(instance, plan, root, feedback)),
+        ]
+        uses = [self._adapter(self.samples + i) for i in range(k)]
+        self.samples += k
+        requests = [
+            ChatRequest(
+                messages=messages,
+                adapter=u.request_name if u else None,
+                max_new_tokens=self.tier.max_new_tokens,
+                sampling=sampling if sampling != self.tier.model.sampling else None,
+            )
+            for u in uses
+        ]
+        completions = backend.complete(requests)
+        seen = set(tried)
+        out = []
+        for use, completion in zip(uses, completions, strict=True):
+            self.unpaid = self.unpaid + completion.usage
+            candidate = self._candidate(backend, instance, root, completion, use, sampling)
+            if not candidate.description.startswith("malformed_edit") and (
+                candidate.candidate_id in seen
+            ):
+                continue  # a repeat: its cost goes on the next new candidate
+            seen.add(candidate.candidate_id)
+            candidate.usage, self.unpaid = self.unpaid, Usage()
+            out.append(candidate)
+        return out
+
+    def _candidate(
+        self,
+        backend: ModelBackend,
+        instance: Instance,
+        root: Path,
+        completion: Completion,
+        use: AdapterUse | None,
+        sampling: Sampling,
+    ) -> Candidate:
+        model = provenance(self.models.generator, backend, [use] if use else [], sampling)
+        model["prompts"] = prompt_hashes(*PROMPTS, *(PLANNER_PROMPTS if self.tier.planner else ()))
+        model["finish_reason"] = completion.finish_reason
+        if self.planner_record is not None:
+            model["planner"] = {k: v for k, v in self.planner_record.items() if k != "prompts"}
+        via = f" via {use.name}@{use.version}" if use and use.version else ""
+        try:
+            diff = edit_to_diff(instance, root, completion.text)
+        except EditError as exc:
+            reason = str(exc)
+            if completion.finish_reason == "length":
+                reason += " (the reply hit the token limit)"
+            error = type(exc)(reason)
+            self.own_feedback.append(f"Your reply could not be applied: {reason}")
+            return Candidate(
+                candidate_id=Candidate.make_id(completion.text),
+                generator=GENERATOR,
+                tier=self.tier.name,
+                diff=completion.text,
+                description=malformed_description(error),
+                model=model,
+            )
+        files = [fp.path for fp in parse_diff(diff)]
+        return Candidate(
+            candidate_id=Candidate.make_id(diff),
+            generator=GENERATOR,
+            tier=self.tier.name,
+            diff=diff,
+            description=f"edit to {', '.join(files)}{via}",
+            score=completion.mean_logprob or 0.0,
+            files=files,
+            model=model,
+        )
+
+    # ------------------------------------------------------------------- review
+
+    def review(
+        self, plan: Plan, candidate: Candidate, report: TestReport, critique: Critique
+    ) -> Critique:
+        """Fold the tier's LLM critic (if any) into the deterministic critique.
+
+        The critic's usage is added to the candidate's, and its model and guardrail
+        adapter to ``candidate.model["critic"]``, so the attempt records them.
+        """
+        config, settings = self.models.critic, self.tier.critic
+        if config is None or settings is None:
+            return critique
+        if settings.review == "accepted" and critique.verdict != Verdict.accept:
+            return critique
+        backend = backend_for(config)
+        guard = self.models.critic_adapter
+        reply = llm_critic.run_critic(
+            backend,
+            self.instruction,
+            candidate.diff,
+            report,
+            critique,
+            adapter=guard.request_name if guard else None,
+            max_new_tokens=settings.max_new_tokens,
+        )
+        record = provenance(config, backend, [guard] if guard else [], config.sampling)
+        record.update(
+            prompts=prompt_hashes(*llm_critic.PROMPTS),
+            tries=reply.tries,
+            verdict=reply.value.model_dump() if reply.value else None,
+            error=reply.error,
+        )
+        candidate.usage = candidate.usage + reply.usage
+        candidate.model = {**candidate.model, "critic": record}
+        return llm_critic.combine(critique, reply.value, reply.error)

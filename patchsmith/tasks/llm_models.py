@@ -1,0 +1,166 @@
+"""Model plumbing the LLM steps share: process-wide backends, JSON replies, provenance.
+
+Backends are built once per distinct ``ModelConfig`` (keyed by its hash) and shared by
+every thread, so parallel instances feed the same hf micro-batcher. ``ask_json`` asks for
+a JSON object, validates it against a pydantic schema and retries once with the
+validation error before giving up (the caller records the reply as malformed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from patchsmith.adapters.resolve import AdapterUse
+from patchsmith.domain import Usage, config_hash
+from patchsmith.infra.llm import get_backend
+from patchsmith.infra.llm.config import ModelConfig, Sampling
+from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, ModelBackend
+from patchsmith.prompts import render
+
+M = TypeVar("M", bound=BaseModel)
+
+_backends: dict[str, ModelBackend] = {}
+_building: dict[str, threading.Lock] = {}
+_lock = threading.Lock()
+
+
+def backend_for(config: ModelConfig) -> ModelBackend:
+    """The process-wide backend for ``config``, built on first use (thread-safe)."""
+    key = config_hash(config)
+    with _lock:
+        if key in _backends:
+            return _backends[key]
+        building = _building.setdefault(key, threading.Lock())
+    with building:
+        with _lock:
+            if key in _backends:
+                return _backends[key]
+        backend = get_backend(config)
+        with _lock:
+            _backends[key] = backend
+        return backend
+
+
+def use_backend(config: ModelConfig, backend: ModelBackend) -> None:
+    """Make ``backend`` the one ``config`` gets (a scripted fake with a reply function)."""
+    with _lock:
+        _backends[config_hash(config)] = backend
+
+
+def clear_backends() -> None:
+    """Forget every cached backend (tests; a worker that must reload models)."""
+    with _lock:
+        _backends.clear()
+        _building.clear()
+
+
+def total_usage(completions: Iterable[Completion]) -> Usage:
+    """Sum of the completions' usage (dollars None when any price is unknown)."""
+    total = Usage()
+    for c in completions:
+        total = total + c.usage
+    return total
+
+
+def provenance(
+    config: ModelConfig,
+    backend: ModelBackend,
+    adapters: list[AdapterUse],
+    sampling: Sampling,
+) -> dict[str, Any]:
+    """What ``Candidate.model`` says about the model that produced a candidate."""
+    quant = config.quantization
+    quantization = (
+        quant.model_dump(mode="json") if quant.method == "bnb-4bit" else {"method": quant.method}
+    )
+    return {
+        "id": config.model,
+        "revision": config.revision,
+        "backend": config.backend,
+        "adapters": [a.provenance() for a in adapters],
+        "quantization": quantization,
+        "attn_implementation": getattr(backend, "attn_implementation", config.attn_implementation),
+        "sampling": sampling.model_dump(mode="json"),
+    }
+
+
+_FENCED = re.compile(r"```(?:json)?\s*\n(.*?)```", re.S)
+
+
+def parse_json(text: str, schema: type[M], check: Callable[[M], str | None] | None = None) -> M:
+    """The first JSON object in ``text`` (fences tolerated), validated; ValueError if not."""
+    fenced = _FENCED.search(text)
+    body = fenced.group(1) if fenced else text
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("no JSON object found in the reply")
+    try:
+        data = json.loads(body[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from exc
+    try:
+        value = schema.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'object'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(f"does not match the schema: {problems}") from exc
+    problem = check(value) if check else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+@dataclass
+class JsonReply(Generic[M]):
+    """A structured reply: the value (None when malformed), what went wrong, what it cost."""
+
+    value: M | None
+    error: str | None
+    tries: int
+    usage: Usage
+    raw: str
+
+
+def ask_json(
+    backend: ModelBackend,
+    messages: list[ChatMessage],
+    schema: type[M],
+    *,
+    adapter: str | None,
+    max_new_tokens: int,
+    check: Callable[[M], str | None] | None = None,
+) -> JsonReply[M]:
+    """Ask for a JSON object; an invalid one is retried once with the error, then given up."""
+    usage = Usage()
+    error = ""
+    text = ""
+    for tries in (1, 2):
+        request = ChatRequest(
+            messages=messages,
+            adapter=adapter,
+            max_new_tokens=max_new_tokens,
+            json_schema=schema.model_json_schema(),
+        )
+        (completion,) = backend.complete([request])
+        usage = usage + completion.usage
+        text = completion.text
+        try:
+            return JsonReply(parse_json(text, schema, check), None, tries, usage, text)
+        except ValueError as exc:
+            error = str(exc)
+            if completion.finish_reason == "length":
+                error += " (the reply hit the token limit)"
+        messages = [
+            *messages,
+            ChatMessage(role="assistant", content=text),
+            ChatMessage(role="user", content=render("retry_json", error=error)),
+        ]
+    return JsonReply(None, error, 2, usage, text)
