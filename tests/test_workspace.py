@@ -168,3 +168,33 @@ def test_sandbox_can_write_its_attempt_but_not_pristine(
     with attempts.attempt(pristine) as ws:
         assert sandbox.run(ws, [sys.executable, "-c", code], config).stdout_tail == "VALUE = 7\n\n"
     assert (pristine / "pkg" / "mod.py").read_text() == "VALUE = 2\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="overlay attempts need root")
+def test_attempts_left_by_a_killed_process_are_unmounted_and_removed(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "a.txt").write_text("x")
+    # A child process opens an attempt and is SIGKILLed inside it: its mount stays behind.
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from patchsmith.infra.workspace import WorkspaceManager\n"
+        f"m = WorkspaceManager(Path({str(root)!r}), method='overlay')\n"
+        f"with m.attempt(Path({str(lower)!r})) as ws:\n"
+        "    print(ws, flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9
+    leftover = Path(proc.stdout.strip())
+    assert os.path.ismount(leftover)
+    live = WorkspaceManager(root, method="overlay")
+    with live.attempt(lower) as mine:
+        # A second manager in a live process must not reap this one's attempt.
+        assert WorkspaceManager(root, method="overlay").reaped == 0
+        assert mine.is_dir()
+    assert live.reaped == 1
+    assert not leftover.exists()
+    assert list((root / "attempts").iterdir()) == []

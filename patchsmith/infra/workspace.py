@@ -69,6 +69,16 @@ def _umount(path: Path) -> None:
             raise OSError(err, f"umount {path}: {os.strerror(err)}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _chown_tree(path: Path, uid: int) -> None:
     os.lchown(path, uid, uid)
     for dirpath, dirnames, filenames in os.walk(path):
@@ -93,6 +103,27 @@ class WorkspaceManager:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._method: Literal["overlay", "copy"] | None = None if method == "auto" else method
+        self.reaped = self._reap_stale()
+
+    def _reap_stale(self) -> int:
+        """Unmount and delete attempts left behind by dead processes (a SIGKILLed campaign).
+
+        Attempt directories are named ``<pid>-<id>``; a directory whose process is gone is
+        garbage. Attempts of live processes (other workers sharing this root) are left alone.
+        """
+        reaped = 0
+        for base in (self.root / "attempts").iterdir():
+            pid = base.name.split("-", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            merged = base / "merged"
+            if os.path.ismount(merged):
+                _umount(merged)
+            shutil.rmtree(base, ignore_errors=True)
+            reaped += 1
+        if reaped:
+            log.info("removed %d attempt workspace(s) left by dead processes", reaped)
+        return reaped
 
     # ------------------------------------------------------------------ pristine
 
@@ -201,7 +232,7 @@ class WorkspaceManager:
     def _probe_overlay(self) -> bool:
         if os.geteuid() != 0:
             return False
-        base = self.root / "attempts" / f".probe-{uuid.uuid4().hex[:8]}"
+        base = self.root / "attempts" / f"{os.getpid()}-probe-{uuid.uuid4().hex[:8]}"
         dirs = [base / d for d in ("lower", "upper", "work", "merged")]
         try:
             for d in dirs:
@@ -221,7 +252,7 @@ class WorkspaceManager:
         pristine = Path(pristine)
         if not pristine.is_dir():
             raise WorkspaceError(f"pristine tree {pristine} does not exist")
-        base = self.root / "attempts" / uuid.uuid4().hex[:16]
+        base = self.root / "attempts" / f"{os.getpid()}-{uuid.uuid4().hex[:16]}"
         base.mkdir()
         mounted: Path | None = None
         try:

@@ -1,0 +1,100 @@
+"""Tracking around real campaigns: MLflow down must not lose anything; sync pushes it later."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from helpers import make_stats_project, write_campaign
+
+from patchsmith.config import load_campaign
+from patchsmith.domain import OutcomeStatus
+from patchsmith.flows.common import campaign_yaml
+from patchsmith.infra.store import Store
+from patchsmith.infra.tracking_mlflow import MlflowTracker
+from patchsmith.tasks.campaign import close_session, open_session, run_instance
+from patchsmith.tasks.repair import DIRECT
+from patchsmith.tasks.sync import sync_tracking
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning"),
+]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mlflow_down_loses_nothing_and_sync_pushes_it_later(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_stats_project(tmp_path)
+    campaign = load_campaign(write_campaign(tmp_path, name="offline"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=True)
+    outcomes = [run_instance(session, inst, DIRECT) for inst in campaign.instances]
+    close_session(session, campaign_yaml(campaign))
+    assert getattr(session.tracker, "failed", False), "the tracker should have noticed"
+    assert [o.status for o in outcomes] == [OutcomeStatus.resolved, OutcomeStatus.unresolved]
+    assert (tmp_path / "out" / "patches" / "stats-window.diff").is_file()
+    store = session.store
+    assert len(store.unsynced_instance_runs()) == 2
+    attempts = sum(o.attempts for o in outcomes)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracker = MlflowTracker(uri)
+    result = sync_tracking(Store.open(home=home), tracker)
+    tracker.flush()
+    assert (result.synced, result.failed) == (2, 0)
+    assert store.unsynced_instance_runs() == []
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("offline")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    kinds = sorted(r.data.tags.get("patchsmith.kind", "") for r in runs)
+    assert kinds == ["campaign", "instance", "instance"]
+    inst_runs = [r for r in runs if r.data.tags.get("patchsmith.kind") == "instance"]
+    assert sum(int(r.data.metrics["attempts"]) for r in inst_runs) == attempts
+    resolved = {
+        r.data.tags["patchsmith.instance_id"]: r.data.metrics["resolved"] for r in inst_runs
+    }
+    assert resolved == {"stats-window": 1.0, "stats-describe": 0.0}
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_live_tracking_records_spans_per_step(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    make_stats_project(tmp_path)
+    campaign = load_campaign(write_campaign(tmp_path, name="live"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=True)
+    run_instance(session, campaign.instances[0], DIRECT)
+    close_session(session, campaign_yaml(campaign))
+    assert not getattr(session.tracker, "failed", False)
+    mlflow.flush_trace_async_logging()
+    [row] = session.store.instance_runs(session.campaign_id)
+    assert row["tracking_synced"] and row["mlflow_run_id"]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("live")
+    assert exp is not None
+    traces = client.search_traces(
+        locations=[exp.experiment_id],
+        filter_string=f"metadata.mlflow.sourceRun = '{row['mlflow_run_id']}'",
+    )
+    names = {span.name for trace in traces for span in trace.data.spans}
+    assert {"plan", "generate", "sandbox-test", "critique", "verify"} <= names
