@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.runtime import flow_run
 
 from patchsmith.config import Campaign, load_campaign
@@ -48,3 +52,14 @@ def publish_summary(campaign: Campaign, outcomes: list[Outcome]) -> None:
 
 def campaign_yaml(campaign: Campaign) -> str:
     return yaml.safe_dump(campaign.model_dump(mode="json"), sort_keys=False)
+
+
+def link_tracking_run(campaign: Campaign, url: str | None) -> None:
+    """A Prefect link artifact to the campaign's MLflow run, when a UI address is known."""
+    if url:
+        create_link_artifact(
+            link=url,
+            link_text=f"MLflow run of {campaign.name}",
+            key=f"{artifact_key(campaign.name)}-mlflow",
+            description="Campaign run in MLflow (params, metrics, traces)",
+        )

@@ -6,7 +6,8 @@ SQLite API, a task milliseconds (see bench/orchestration.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import flow, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -19,6 +20,7 @@ from patchsmith.flows.common import (
     artifact_key,
     campaign_yaml,
     current_flow_run_id,
+    link_tracking_run,
     load_inputs,
     publish_summary,
 )
@@ -37,7 +39,8 @@ def repair_instance_task(session: Session, instance: Instance) -> Outcome:
     return run_instance(session, instance, PREFECT_STEPS)
 
 
-@flow(name="run_campaign", task_runner=ThreadPoolTaskRunner(max_workers=32))
+# Prefect 3.8's TaskRunner generic is invariant, so mypy rejects its own runner here.
+@flow(name="run_campaign", task_runner=ThreadPoolTaskRunner(max_workers=32))  # type: ignore[arg-type]
 def run_campaign(
     campaign_file: str,
     out: str | None = None,
@@ -56,9 +59,13 @@ def run_campaign(
         tracking=tracking,
         flow_run_id=current_flow_run_id(),
     )
+    link_tracking_run(campaign, session.tracker.run_url(session.campaign_run_id))
     total = len(campaign.instances)
-    progress = create_progress_artifact(
-        0.0, key=f"{artifact_key(campaign.name)}-progress", description="instances finished"
+    progress = cast(
+        UUID,
+        create_progress_artifact(
+            0.0, key=f"{artifact_key(campaign.name)}-progress", description="instances finished"
+        ),
     )
     futures = [repair_instance_task.submit(session, inst) for inst in campaign.instances]
     for done, _future in enumerate(as_completed(futures), start=1):

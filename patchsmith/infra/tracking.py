@@ -65,6 +65,13 @@ class SpanHandle:
 class Tracker(Protocol):
     """Records a campaign, its instances, their steps, model calls and attempts."""
 
+    failed: bool
+    """True once tracking gave up after an MLflow error (the store still has everything)."""
+
+    def run_url(self, run_id: str | None) -> str | None:
+        """Link to a run in a tracking UI, when one is known."""
+        ...
+
     def start_campaign(
         self, campaign: Campaign, *, config_hash: str, flow_run_id: str | None
     ) -> str | None: ...

@@ -151,7 +151,7 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
     store.record_outcome(run_id, key, outcome)
     outcome = session.writer.add(outcome)
     tracker.end_instance(ml_run, outcome, logs={})
-    if ml_run is not None and not getattr(tracker, "failed", False):
+    if ml_run is not None and not tracker.failed:
         store.mark_tracking_synced(run_id, ml_run)
     emit("instance_done", outcome=outcome, skipped=False)
     if error is not None:

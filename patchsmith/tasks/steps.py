@@ -11,7 +11,8 @@ by instance key and candidate id, which survives a crashed process.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +22,9 @@ from prefect.states import State
 from patchsmith.errors import InfraError
 from patchsmith.tasks import repair
 from patchsmith.tasks.policy import decide
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def retry_on_infra(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -34,20 +38,29 @@ def retry_on_infra(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -
     return False
 
 
-_infra = {
-    "retries": 2,
-    "retry_delay_seconds": [1, 5],
-    "retry_condition_fn": retry_on_infra,
-    "cache_policy": NO_CACHE,
-    "persist_result": False,
-}
+def _infra_task(name: str, fn: Callable[P, R]) -> Task[P, R]:
+    """A step that talks to infrastructure: retried on InfraError only."""
+    return task(
+        name=name,
+        retries=2,
+        retry_delay_seconds=[1, 5],
+        retry_condition_fn=retry_on_infra,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+    )(fn)
 
-plan = task(name="plan", **_infra)(repair.plan_step)
-generate = task(name="generate", **_infra)(repair.generate_step)
-sandbox_test = task(name="sandbox-test", **_infra)(repair.test_step)
-critique = task(name="critique", cache_policy=NO_CACHE, persist_result=False)(repair.critique_step)
-refine = task(name="refine", cache_policy=NO_CACHE, persist_result=False)(decide)
-verify = task(name="verify", **_infra)(repair.verify_step)
+
+def _pure_task(name: str, fn: Callable[P, R]) -> Task[P, R]:
+    """A step of pure computation: nothing transient to retry."""
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+
+
+plan = _infra_task("plan", repair.plan_step)
+generate = _infra_task("generate", repair.generate_step)
+sandbox_test = _infra_task("sandbox-test", repair.test_step)
+critique = _pure_task("critique", repair.critique_step)
+refine = _pure_task("refine", decide)
+verify = _infra_task("verify", repair.verify_step)
 
 PREFECT_STEPS = repair.Steps(
     plan=plan,

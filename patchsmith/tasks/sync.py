@@ -25,11 +25,6 @@ class SyncResult:
     failed: int = 0
 
 
-def tracking_failed(tracker: Tracker) -> bool:
-    """Whether the tracker gave up (MlflowTracker sets ``failed`` after an MLflow error)."""
-    return bool(getattr(tracker, "failed", False))
-
-
 def sync_tracking(store: Store, tracker: Tracker) -> SyncResult:
     """Replay every finished, unsynced instance run into the tracker, campaign by campaign."""
     result = SyncResult()
@@ -56,7 +51,7 @@ def sync_tracking(store: Store, tracker: Tracker) -> SyncResult:
             outcome = store.outcome_for_run(run["id"])
             if outcome is not None:
                 tracker.end_instance(ml_run, outcome, logs={})
-            if ml_run is None or tracking_failed(tracker):
+            if ml_run is None or tracker.failed:
                 result.failed += 1
                 continue
             store.mark_tracking_synced(run["id"], ml_run)
