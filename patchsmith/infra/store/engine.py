@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,18 +130,29 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def check_connection(engine: Engine) -> None:
-    """Connect once; turn every failure into a StoreError that says what to fix."""
+def check_connection(engine: Engine, *, attempts: int = 20) -> None:
+    """Connect once; turn every failure into a StoreError that says what to fix.
+
+    Two processes opening a fresh SQLite file race to switch it to WAL, and that switch
+    fails with "database is locked" at once (the busy timeout does not cover it), so a
+    locked database is retried a bounded number of times before giving up.
+    """
     url = engine.url
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            if url.get_backend_name() == "sqlite":
-                conn.execute(text("SELECT count(*) FROM sqlite_master"))
-    except (DBAPIError, sqlite3.Error) as exc:
-        raise StoreError(describe_open_error(url, exc)) from exc
-    except SQLAlchemyError as exc:
-        raise StoreError(f"store {_shown(url)}: cannot be used: {exc}") from exc
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                if url.get_backend_name() == "sqlite":
+                    conn.execute(text("SELECT count(*) FROM sqlite_master"))
+            return
+        except (DBAPIError, sqlite3.Error) as exc:
+            if attempt < attempts and "database is locked" in str(exc):
+                engine.dispose()
+                time.sleep(0.05 * attempt)
+                continue
+            raise StoreError(describe_open_error(url, exc)) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {_shown(url)}: cannot be used: {exc}") from exc
 
 
 def describe_open_error(url: URL, exc: BaseException) -> str:
