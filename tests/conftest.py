@@ -34,3 +34,18 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (127.0.0.1:5432), dropped at the end."""
+    from patchsmith.infra.store.testing import (
+        postgres_unreachable_reason,
+        temporary_postgres_database,
+    )
+
+    reason = postgres_unreachable_reason()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with temporary_postgres_database() as url:
+        yield url

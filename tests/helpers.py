@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
+
+from patchsmith.domain import ExecResult, SandboxConfig
+from patchsmith.errors import SandboxStartError
 
 PYPROJECT = '[tool.pytest.ini_options]\npythonpath = ["."]\n'
 
@@ -116,3 +120,18 @@ def patch_passes_tests(project: Path, patch: str, test_file: str, tmp: Path) -> 
         check=False,
     )
     return proc.returncode == 0
+
+
+class BrokenSandbox:
+    """A sandbox whose start always fails, as an infrastructure fault would."""
+
+    name = "broken"
+
+    def run(
+        self,
+        workspace: Path,
+        argv: Sequence[str],
+        config: SandboxConfig,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        raise SandboxStartError("bwrap: cannot create namespace")

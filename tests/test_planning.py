@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from helpers import BrokenSandbox
 
-from patchsmith.domain import ExecResult, Instance, SandboxConfig
+from patchsmith.domain import Instance, SandboxConfig
 from patchsmith.errors import SandboxStartError
 from patchsmith.infra.sandbox import Sandbox, get_sandbox
 from patchsmith.tasks.planning import make_plan
@@ -198,21 +199,6 @@ def test_baseline_timeout_is_noted(tmp_path: Path) -> None:
     plan = make_plan(instance(), get_sandbox("subprocess"), ws, SandboxConfig(timeout_s=2), "t0")
     assert plan.baseline.timed_out
     assert "baseline timed out: its outcomes are incomplete" in plan.notes
-
-
-class BrokenSandbox:
-    """A sandbox that cannot start anything."""
-
-    name = "broken"
-
-    def run(
-        self,
-        workspace: Path,
-        argv: Sequence[str],
-        config: SandboxConfig,
-        env: Mapping[str, str] | None = None,
-    ) -> ExecResult:
-        raise SandboxStartError("cannot start the sandbox")
 
 
 def test_sandbox_start_error_propagates(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import multiprocessing
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,21 +23,11 @@ from patchsmith.infra.store.models import ArtifactRow, AttemptRow, Base
 from patchsmith.infra.store.testing import (
     postgres_unreachable_reason,
     sample_attempt,
-    temporary_postgres_database,
     write_attempts,
 )
 
 THREADS, PER_THREAD = 16, 50
 PG_REASON = postgres_unreachable_reason()
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
-    if PG_REASON:
-        pytest.skip(f"PostgreSQL tests skipped: {PG_REASON}")
-    with temporary_postgres_database() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

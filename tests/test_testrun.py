@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from helpers import BrokenSandbox
 
-from patchsmith.domain import ExecResult, SandboxConfig
+from patchsmith.domain import SandboxConfig
 from patchsmith.domain import TestOutcome as Outcome
 from patchsmith.errors import SandboxStartError
 from patchsmith.infra.sandbox import get_sandbox
@@ -182,24 +183,9 @@ def test_run_tests_timeout_is_reported(tmp_path: Path) -> None:
     assert report.exit_code is None and report.outcomes == {}
 
 
-class FailingSandbox:
-    """A sandbox whose start always fails, as an infra fault would."""
-
-    name = "failing"
-
-    def run(
-        self,
-        workspace: Path,
-        argv: Sequence[str],
-        config: SandboxConfig,
-        env: Mapping[str, str] | None = None,
-    ) -> ExecResult:
-        raise SandboxStartError("bwrap: cannot create namespace")
-
-
 def test_run_tests_lets_sandbox_start_errors_propagate(tmp_path: Path) -> None:
     with pytest.raises(SandboxStartError, match="namespace"):
-        run_tests(FailingSandbox(), tmp_path, CMD, CONFIG)
+        run_tests(BrokenSandbox(), tmp_path, CMD, CONFIG)
 
 
 STAGED = {
