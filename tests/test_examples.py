@@ -1,0 +1,75 @@
+"""The example campaign: fixable bugs are fixed, patches hold up when applied by hand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from patchsmith.config import load_campaign
+from patchsmith.domain import OutcomeStatus
+from patchsmith.tasks.campaign import open_session, run_instance
+from patchsmith.tasks.repair import DIRECT
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning"),
+]
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def outcomes_by_test(project: Path) -> dict[str, str]:
+    """Every test of a project and its outcome (PASSED / FAILED / ERROR)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider"],
+        cwd=project, capture_output=True, text=True, check=False,
+        env={"PATH": str(Path(sys.executable).parent), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )  # fmt: skip
+    result = {}
+    for line in proc.stdout.splitlines():
+        word, _, rest = line.partition(" ")
+        if word in ("PASSED", "FAILED", "ERROR"):
+            result[rest.split(" - ")[0]] = word
+    assert result, proc.stdout[-2000:]
+    return result
+
+
+def test_example_campaign_fixes_the_fixable_and_patches_hold(home: Path, tmp_path: Path) -> None:
+    raw = yaml.safe_load((EXAMPLES / "campaign.yaml").read_text())
+    raw["budget"] = {"max_attempts": 25, "max_wall_s": 240}
+    for inst in raw["instances"]:
+        inst["repo"] = str(EXAMPLES / inst["repo"])
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    campaign = load_campaign(path)
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
+    answers = json.loads((EXAMPLES / "answers.json").read_text())
+    baselines: dict[str, dict[str, str]] = {}
+    for inst in campaign.instances:
+        outcome = run_instance(session, inst, DIRECT)
+        fixable = "fixable" in inst.tags
+        expected = OutcomeStatus.resolved if fixable else OutcomeStatus.unresolved
+        assert outcome.status == expected, (inst.instance_id, outcome.reasons)
+        if not fixable:
+            continue
+        assert outcome.patch and answers[inst.instance_id]["file"] in outcome.patch
+        project = Path(inst.repo)
+        if project.name not in baselines:
+            baselines[project.name] = outcomes_by_test(project)
+        # Apply the patch by hand to a clean copy, then run the project's whole suite.
+        clean = tmp_path / f"clean-{inst.instance_id}"
+        subprocess.run(["cp", "-a", str(project), str(clean)], check=True)
+        subprocess.run(["git", "apply"], input=outcome.patch.encode(), cwd=clean, check=True)
+        after = outcomes_by_test(clean)
+        target_file = inst.test_cmd.split()[-1]
+        before = baselines[project.name]
+        assert set(after) == set(before)
+        for test, result in after.items():
+            if test.startswith(target_file):
+                assert result == "PASSED", (inst.instance_id, test)
+            else:
+                assert result == before[test], (inst.instance_id, test, "changed outside target")

@@ -1,0 +1,102 @@
+"""Prefect steps retry infrastructure faults, and only those."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from prefect import flow
+
+from patchsmith.domain import ExecResult, SandboxConfig
+from patchsmith.errors import SandboxStartError
+from patchsmith.infra.sandbox.subprocess_backend import SubprocessSandbox
+from patchsmith.tasks.steps import plan as plan_task
+from patchsmith.tasks.steps import retry_on_infra
+
+pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+
+
+class FlakySandbox:
+    """Fails to start ``failures`` times (an infra fault), then runs for real."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
+        self.failures = failures
+        self.error = error or SandboxStartError("bwrap: setting up uid map: Permission denied")
+        self.calls = 0
+        self.real = SubprocessSandbox()
+
+    def run(
+        self,
+        workspace: Path,
+        argv: Sequence[str],
+        config: SandboxConfig,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return self.real.run(workspace, argv, config, env)
+
+
+def _ctx(home: Path, tmp_path: Path, sandbox: FlakySandbox) -> object:
+    from helpers import make_stats_project, write_campaign
+
+    from patchsmith.config import load_campaign
+    from patchsmith.infra.workspace import WorkspaceManager
+    from patchsmith.tasks.repair import RepairContext
+
+    make_stats_project(tmp_path)
+    campaign = load_campaign(write_campaign(tmp_path))
+    return RepairContext(
+        campaign=campaign, sandbox=sandbox, workspaces=WorkspaceManager(home / "workspaces")
+    )
+
+
+def test_infra_fault_is_retried_then_succeeds(
+    prefect_harness: None, home: Path, tmp_path: Path
+) -> None:
+    from patchsmith.tasks.repair import RepairContext, prepare_pristine
+
+    sandbox = FlakySandbox(failures=1)
+    ctx = _ctx(home, tmp_path, sandbox)
+    assert isinstance(ctx, RepairContext)
+    instance = ctx.campaign.instances[0]
+
+    @flow
+    def one_plan() -> object:
+        return plan_task(ctx, instance, prepare_pristine(ctx, instance))
+
+    plan = one_plan()
+    assert sandbox.calls >= 3, "one failed start, then the baseline and the flaky re-run"
+    assert plan.fail_to_pass == [
+        "tests/test_windows.py::test_window_of_full_length",
+        "tests/test_windows.py::test_window_sums_cover_the_last_window",
+    ]
+
+
+def test_other_errors_are_not_retried(prefect_harness: None, home: Path, tmp_path: Path) -> None:
+    from patchsmith.tasks.repair import RepairContext, prepare_pristine
+
+    sandbox = FlakySandbox(failures=5, error=ValueError("a bug, not an outage"))
+    ctx = _ctx(home, tmp_path, sandbox)
+    assert isinstance(ctx, RepairContext)
+    instance = ctx.campaign.instances[0]
+
+    @flow
+    def one_plan() -> object:
+        return plan_task(ctx, instance, prepare_pristine(ctx, instance))
+
+    with pytest.raises(ValueError, match="not an outage"):
+        one_plan()
+    assert sandbox.calls == 1
+
+
+def test_retry_condition_reads_the_exception_type() -> None:
+    from prefect.states import Completed, Failed
+
+    assert retry_on_infra(None, None, Failed(data=SandboxStartError("x")))  # type: ignore[arg-type]
+    assert not retry_on_infra(None, None, Failed(data=AssertionError("x")))  # type: ignore[arg-type]
+    assert not retry_on_infra(None, None, Completed(data=1))  # type: ignore[arg-type]
