@@ -6,6 +6,7 @@ that warning, and one test checks in a fresh interpreter that it is emitted exac
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -144,11 +145,23 @@ def test_bwrap_setup_failure_raises_with_bwrap_stderr(ws: Path) -> None:
 
 @needs_bwrap
 def test_bwrap_tmp_is_private_and_sized(ws: Path) -> None:
-    code = "import os; s = os.statvfs('/tmp'); print(s.f_blocks * s.f_frsize, os.listdir('/tmp'))"
-    r = BwrapSandbox().run(ws, [PY, "-c", code], SandboxConfig(tmp_mb=16))
+    sentinel = Path(f"/tmp/patchsmith-host-only-{os.getpid()}")
+    sentinel.write_text("host")
+    try:
+        code = (
+            "import os; s = os.statvfs('/tmp'); print(s.f_blocks * s.f_frsize, os.listdir('/tmp'))"
+        )
+        r = BwrapSandbox().run(ws, [PY, "-c", code], SandboxConfig(tmp_mb=16))
+    finally:
+        sentinel.unlink()
     size, listing = r.stdout_tail.split(" ", 1)
     assert int(size) == 16 * 1024 * 1024
-    assert listing.strip() == f"['{ws.parts[2]}']"  # only the workspace's ancestor
+    # Only mount points of what is bound in (the workspace, a Python install under /tmp).
+    bound = [ws, Path(sys.prefix), Path(sys.base_prefix)]
+    allowed = {p.parts[2] for p in bound if p.parts[1:2] == ("tmp",) and len(p.parts) > 2}
+    seen = set(ast.literal_eval(listing.strip()))
+    assert sentinel.name not in seen
+    assert ws.parts[2] in seen and seen <= allowed
 
 
 def test_seccomp_filter_shapes() -> None:

@@ -172,11 +172,13 @@ class BwrapSandbox:
             ns += ["--unshare-user", "--disable-userns"]
         cmd = [*prlimit_prefix(config), self.config.bwrap, *ns]
         cmd += ["--die-with-parent", "--new-session", *links]
+        # The private /tmp comes before the binds: a venv or interpreter that lives under /tmp
+        # (a CI checkout, say) is then bound on top of it instead of being hidden by it.
+        cmd += ["--proc", "/proc", "--dev", "/dev"]
+        cmd += ["--perms", "1777", "--size", str(config.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
         cmd += _dirs([*ro_dests, *ro_extra], made) + binds
         for path in ro_extra:
             cmd += ["--ro-bind", path, path]
-        cmd += ["--proc", "/proc", "--dev", "/dev"]
-        cmd += ["--perms", "1777", "--size", str(config.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
         cmd += [*_dirs([ws], made), "--bind", ws, ws, "--chdir", ws, "--clearenv"]
         for key, value in {**base_env(), **config.env, **env}.items():
             cmd += ["--setenv", key, value]
