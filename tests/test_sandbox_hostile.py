@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -189,3 +190,40 @@ def test_host_environment_secrets_do_not_leak(ws: Path, monkeypatch: pytest.Monk
     r = BwrapSandbox().run(ws, ["env"], SandboxConfig(timeout_s=30))
     assert r.exit_code == 0 and "PATH=" in r.stdout_tail
     assert "sk-test-0123456789" not in r.stdout_tail and "FAKE_PROVIDER" not in r.stdout_tail
+
+
+EVIL_TEST = """
+import os
+import shutil
+
+
+def test_swap_report_dir_for_a_symlink():
+    shutil.rmtree(".patchsmith", ignore_errors=True)
+    os.symlink({victim!r}, ".patchsmith")
+"""
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_report_dir_swapped_for_a_symlink_is_never_followed_by_root(tmp_path: Path) -> None:
+    from patchsmith.domain import Instance
+    from patchsmith.infra.workspace import WorkspaceManager
+    from patchsmith.tasks.testrun import run_tests
+
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    planted = '<testsuite><testcase classname="x" name="stolen" file="x.py"/></testsuite>'
+    (victim / "junit.xml").write_text(planted)
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "tests" / "test_evil.py").write_text(EVIL_TEST.format(victim=str(victim)))
+    manager = WorkspaceManager(tmp_path / "ws")
+    pristine = manager.pristine(Instance(id="evil", repo=str(repo)))
+    config = SandboxConfig(timeout_s=60, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    with manager.attempt(pristine) as ws:
+        first = run_tests(BwrapSandbox(), ws, "python -m pytest -q tests", config)
+        assert (ws / ".patchsmith").is_symlink(), "the tested code did plant its link"
+        second = run_tests(BwrapSandbox(), ws, "python -m pytest -q tests", config)
+    for report in (first, second):
+        assert not any("stolen" in test for test in report.outcomes)
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o700, "root chmod-ed through the link"
+    assert (victim / "junit.xml").read_text() == planted, "root deleted through the link"

@@ -17,6 +17,7 @@ from pathlib import Path
 from coverage import CoverageData
 
 from patchsmith.domain import SuspiciousLine
+from patchsmith.tasks.testrun import report_file
 
 Line = tuple[str, int]
 
@@ -41,10 +42,12 @@ def _relative(path: str, root: Path) -> str | None:
 
 def coverage_by_test(data_file: Path, root: Path) -> dict[str, set[Line]]:
     """Lines (path relative to root, line) that each test ran; {} when there is no data."""
-    files = [data_file, *sorted(data_file.parent.glob(data_file.name + ".*"))]
+    out = data_file.parent
+    names = [data_file.name, *sorted(p.name for p in out.glob(data_file.name + ".*"))]
     result: dict[str, set[Line]] = defaultdict(set)
-    for f in files:
-        if not f.is_file():
+    for name in names:
+        f = report_file(out, name)  # only plain files in a real directory (see testrun)
+        if f is None:
             continue
         data = CoverageData(basename=str(f))
         data.read()

@@ -14,7 +14,14 @@ from patchsmith.domain import Instance, Plan, SandboxConfig, SuspiciousLine, Tes
 from patchsmith.infra.sandbox import Sandbox
 from patchsmith.tasks.junit import failure_texts
 from patchsmith.tasks.localize import Line, coverage_by_test, ochiai, rank, traceback_frames
-from patchsmith.tasks.testrun import COVERAGE_FILE, JUNIT_FILE, REPORT_DIR, is_pytest, run_tests
+from patchsmith.tasks.testrun import (
+    COVERAGE_FILE,
+    JUNIT_FILE,
+    REPORT_DIR,
+    is_pytest,
+    read_report,
+    run_tests,
+)
 
 PYTEST_USAGE_ERROR = 4
 
@@ -40,8 +47,7 @@ class _Evidence:
         self.texts: dict[str, str] = {}
         if pytest_cmd:
             self.cov = coverage_by_test(out / COVERAGE_FILE, workspace)
-            junit = out / JUNIT_FILE
-            self.texts = failure_texts(junit.read_text(errors="replace")) if junit.is_file() else {}
+            self.texts = failure_texts(read_report(out, JUNIT_FILE))
         else:
             self.texts = {t: baseline.log_tail for t in baseline.failing()}
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -124,14 +126,55 @@ def pytest_argv(
     return [*head, *extra, *args]
 
 
+REPORT_LIMIT = 64 * 1024 * 1024
+"""Report files larger than this are ignored (tested code could write gigabytes)."""
+
+
 def prepare_report_dir(workspace: Path) -> Path:
-    """Create ``<workspace>/.patchsmith`` (writable by the sandbox uid), clearing old results."""
+    """A fresh, empty ``<workspace>/.patchsmith`` writable by the sandbox uid.
+
+    The tested code owns the workspace and may have replaced ``.patchsmith`` with a symlink
+    (to /etc, say) during an earlier run. We run as root, so nothing here may follow a link:
+    whatever is there is removed without following it and a new directory is made. Between
+    runs no tested process is alive (bwrap's PID namespace died), so this check cannot race.
+    """
     out = workspace / REPORT_DIR
-    out.mkdir(exist_ok=True)
-    out.chmod(0o777)
-    for stale in [out / JUNIT_FILE, *out.glob(COVERAGE_FILE + "*")]:
-        stale.unlink(missing_ok=True)
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        pass
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(out)  # does not follow symlinks inside
+        else:
+            out.unlink()
+    os.mkdir(out)
+    os.chmod(out, 0o777, follow_symlinks=False)
     return out
+
+
+def report_file(out: Path, name: str) -> Path | None:
+    """A report the tests wrote, or None if missing, too large, or not a plain file in a
+    real directory (i.e. tampered with by the tested code)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(out).st_mode):
+            return None
+        st = os.lstat(out / name)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > REPORT_LIMIT:
+        return None
+    return out / name
+
+
+def read_report(out: Path, name: str) -> str:
+    """Text of a report file (see :func:`report_file`), "" when there is none to trust."""
+    path = report_file(out, name)
+    if path is None:
+        return ""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(REPORT_LIMIT).decode(errors="replace")
 
 
 def _log(stdout: str, stderr: str) -> str:
@@ -166,9 +209,7 @@ def run_tests(
         argv = ["sh", "-c", test_cmd] if _SHELL_OPS.intersection(words) else words
     result = sandbox.run(workspace, argv, config, env)
     if is_pytest(test_cmd):
-        junit = out / JUNIT_FILE
-        text = junit.read_text(errors="replace") if junit.is_file() else ""
-        outcomes = parse_junit(text)
+        outcomes = parse_junit(read_report(out, JUNIT_FILE))
     else:
         outcome = TestOutcome.passed if result.ok else TestOutcome.failed
         outcomes = {test_cmd: outcome}
