@@ -12,7 +12,7 @@ from patchsmith.config import load_campaign
 from patchsmith.domain import AttemptStatus, OutcomeStatus
 from patchsmith.flows.common import campaign_yaml
 from patchsmith.progress import subscribe
-from patchsmith.tasks.campaign import close_session, open_session, run_instance
+from patchsmith.tasks.campaign import close_session, open_session, run_instance, work_key
 from patchsmith.tasks.repair import DIRECT
 
 pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
@@ -56,12 +56,12 @@ def test_direct_repair_resolves_records_and_leaves_the_source_alone(
 
     # Every attempt is in the store, numbered 1..n without gaps, none accepted for the loser.
     for inst, outcome in ((fixable, won), (unfixable, lost)):
-        attempts = session.store.attempts_for_key(campaign.instance_key(inst))
+        attempts = session.store.attempts_for_key(work_key(session, inst))
         assert [a.number for a in attempts] == list(range(1, outcome.attempts + 1))
         assert all(
             a.report is not None or a.status == AttemptStatus.malformed_edit for a in attempts
         )
-    lost_attempts = session.store.attempts_for_key(campaign.instance_key(unfixable))
+    lost_attempts = session.store.attempts_for_key(work_key(session, unfixable))
     assert not any(a.status == AttemptStatus.accepted for a in lost_attempts)
 
     rows = [json.loads(x) for x in (tmp_path / "out" / "outcomes.jsonl").read_text().splitlines()]
@@ -109,3 +109,21 @@ def test_instance_without_failing_tests_is_unresolved_with_reason(
     assert outcome.status == OutcomeStatus.unresolved
     assert outcome.attempts == 0
     assert "nothing to repair" in outcome.reasons[-1]
+
+
+def test_editing_the_source_invalidates_cached_copies_and_stored_outcomes(
+    home: Path, project: Path, tmp_path: Path
+) -> None:
+    campaign = load_campaign(write_campaign(tmp_path))
+    fixable = campaign.instances[0]
+    first = open_session(campaign, home=home, out_dir=tmp_path / "o1", tracking=False)
+    assert run_instance(first, fixable, DIRECT).status == OutcomeStatus.resolved
+    key_before = work_key(first, fixable)
+    # Someone fixes the bug upstream (a pull, an edit): the stored outcome no longer applies.
+    source = project / "stats.py"
+    source.write_text(source.read_text().replace("len(values) - size)", "len(values) - size + 1)"))
+    again = open_session(campaign, home=home, out_dir=tmp_path / "o2", tracking=False)
+    assert work_key(again, fixable) != key_before
+    fresh = run_instance(again, fixable, DIRECT)
+    assert fresh.status == OutcomeStatus.unresolved
+    assert "nothing to repair" in fresh.reasons[-1], "the edited source was tested, not a cache"

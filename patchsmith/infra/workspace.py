@@ -33,7 +33,9 @@ from patchsmith.errors import WorkspaceError
 log = logging.getLogger(__name__)
 
 SANDBOX_UID = 65534
-_IGNORED = (".git", "__pycache__", ".pytest_cache", ".venv", ".mypy_cache", ".ruff_cache")
+_IGNORED = (
+    ".git", "__pycache__", ".pytest_cache", ".venv", ".mypy_cache", ".ruff_cache", ".patchsmith",
+)  # fmt: skip
 _URL_PREFIXES = ("https://", "http://", "ssh://", "git://", "file://", "git@")
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -127,11 +129,37 @@ class WorkspaceManager:
 
     # ------------------------------------------------------------------ pristine
 
+    def fingerprint(self, instance: Instance) -> str:
+        """What the instance's source is right now: the resolved commit, or for a working
+        tree (no base_commit) a digest of its files' paths, sizes and modification times.
+
+        Part of the pristine cache key and of the resume key, so an edited or pulled
+        repository is never served from a stale copy or a stale stored outcome.
+        """
+        repo, commit = instance.repo, instance.base_commit
+        if repo.startswith(_URL_PREFIXES):
+            return f"{repo}@{commit or 'HEAD'}"
+        source = Path(repo).expanduser()
+        if commit is not None and (source / ".git").exists():
+            try:
+                return _git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=source).strip()
+            except WorkspaceError:
+                return f"unknown:{commit}"  # _fill reports it properly
+        digest = hashlib.sha256()
+        for dirpath, dirnames, filenames in os.walk(source):
+            dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED)
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                st = path.lstat()
+                rel = path.relative_to(source).as_posix()
+                digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
     def pristine(self, instance: Instance, prepare: Callable[[Path], None] | None = None) -> Path:
         """The cached pristine tree of ``instance`` (built once; safe to call from threads)."""
         key = hashlib.sha256(
             "\0".join(
-                [instance.repo, instance.base_commit or "", instance.test_patch or ""]
+                [instance.repo, self.fingerprint(instance), instance.test_patch or ""]
             ).encode()
         ).hexdigest()[:20]
         final = self.root / "pristine" / key
