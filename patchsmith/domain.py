@@ -81,7 +81,7 @@ class Instance(Strict):
 class SandboxConfig(Strict):
     """Where and under which limits commands run."""
 
-    backend: Literal["auto", "bwrap", "subprocess", "docker"] = Field(
+    backend: Literal["auto", "bwrap", "subprocess"] = Field(
         default="auto", description="auto = bwrap where bubblewrap exists, else subprocess."
     )
     timeout_s: float = Field(default=60.0, gt=0, description="Wall-clock limit per command.")
@@ -262,6 +262,7 @@ class AttemptStatus(StrEnum):
     rejected = "rejected"
     malformed_edit = "malformed_edit"
     infra_error = "infra_error"
+    error = "error"
 
 
 class Attempt(Value):

@@ -20,7 +20,7 @@ from patchsmith.config import Campaign
 from patchsmith.domain import AttemptStatus, OutcomeStatus
 from patchsmith.errors import ConfigError
 from patchsmith.infra.store import Store
-from patchsmith.tasks.campaign import open_session, run_instance
+from patchsmith.tasks.campaign import open_session, run_instance, work_key
 from patchsmith.tasks.llm_models import clear_backends
 from patchsmith.tasks.repair import DIRECT
 
@@ -109,7 +109,7 @@ def test_tiers_run_in_order_and_every_attempt_records_its_model(home: Path, tmp_
 
     assert outcome.status == OutcomeStatus.resolved, outcome.reasons
     assert outcome.tier == "bigger-llm" and "median=" in (outcome.patch or "")
-    attempts = session.store.attempts_for_key(c.instance_key(c.instances[0]))
+    attempts = session.store.attempts_for_key(work_key(session, c.instances[0]))
     tiers = [a.tier for a in attempts]
     assert tiers == sorted(tiers, key=["search", "small-quantized-llm", "bigger-llm"].index)
     assert [a.number for a in attempts] == list(range(1, len(attempts) + 1))
@@ -170,7 +170,7 @@ def test_an_unknown_adapter_stops_the_instance_with_the_registered_versions(
     session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
     with pytest.raises(ConfigError, match="registered versions of 'fix': 1"):
         run_instance(session, c.instances[0], DIRECT)
-    stored = session.store.find_outcome(c.instance_key(c.instances[0]))
+    stored = session.store.find_outcome(work_key(session, c.instances[0]))
     assert stored is not None and stored.status == OutcomeStatus.error
 
 
@@ -217,7 +217,7 @@ def test_the_tiny_model_fixes_nothing_but_every_attempt_is_recorded(
     outcome = run_instance(session, c.instances[0], DIRECT)
 
     assert outcome.status == OutcomeStatus.unresolved
-    attempts = session.store.attempts_for_key(c.instance_key(c.instances[0]))
+    attempts = session.store.attempts_for_key(work_key(session, c.instances[0]))
     assert len(attempts) == outcome.attempts
     tiny = [a for a in attempts if a.tier == "tiny"]
     assert len(tiny) == 2

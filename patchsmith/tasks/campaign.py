@@ -11,7 +11,6 @@ import dataclasses
 import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +22,12 @@ from patchsmith.infra.tracking import Tracker, make_tracker
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.outputs import OutputWriter
 from patchsmith.progress import emit
-from patchsmith.tasks.repair import DIRECT, RepairContext, Steps, repair
+from patchsmith.tasks.repair import DIRECT, RepairContext, RepairError, Steps, repair
 
 
-def campaign_params(campaign: Campaign) -> dict[str, Any]:
-    """Flat run parameters recorded with every instance run (no secrets: config only)."""
-    params: dict[str, Any] = {
-        "patchsmith_version": version("patchsmith"),
-        "tiers": " > ".join(f"{t.name}:{t.kind}" for t in campaign.tiers),
-        "sandbox_backend": resolve_backend(campaign.sandbox.backend),
-        "campaign_config_hash": config_hash(campaign)[:16],
-    }
-    for key, value in campaign.sandbox.model_dump().items():
-        params[f"sandbox_{key}"] = value
-    for key, value in campaign.budget.model_dump().items():
-        params[f"budget_{key}"] = value
-    for i, tier in enumerate(campaign.tiers):
-        for key, value in tier.model_dump().items():
-            params[f"tier{i}_{key}"] = value
-    return params
+def run_params(campaign: Campaign) -> dict[str, Any]:
+    """Instance-run params beyond the campaign's own (which the tracker copies on)."""
+    return {"sandbox_backend_resolved": resolve_backend(campaign.sandbox.backend)}
 
 
 @dataclass
@@ -70,6 +56,7 @@ def open_session(
     tracking: bool = True,
     flow_run_id: str | None = None,
     store: Store | None = None,
+    keep_outputs: bool = False,
 ) -> Session:
     """Open the store and tracker, start the campaign records, prepare the output dir."""
     store = store or Store.open(home=home)
@@ -83,13 +70,14 @@ def open_session(
         campaign=campaign,
         sandbox=get_sandbox(campaign.sandbox.backend),
         workspaces=WorkspaceManager(home / "workspaces"),
+        store=store,
     )
     return Session(
         campaign=campaign,
         ctx=ctx,
         store=store,
         tracker=tracker,
-        writer=OutputWriter(out_dir),
+        writer=OutputWriter(out_dir, keep_existing=keep_outputs),
         campaign_id=campaign_id,
         campaign_run_id=run_id,
         redo=redo,
@@ -98,9 +86,15 @@ def open_session(
     )
 
 
+def work_key(session: Session, instance: Instance) -> str:
+    """Resume key: same instance, same source content, same effective config ⇒ same work."""
+    source = session.ctx.workspaces.fingerprint(instance)
+    return config_hash(session.campaign.instance_key(instance), source)
+
+
 def run_instance(session: Session, instance: Instance, steps: Steps = DIRECT) -> Outcome:
     """Repair one instance with full provenance; skip it when already done (resume)."""
-    key = session.campaign.instance_key(instance)
+    key = work_key(session, instance)
     if not session.redo:
         done = session.store.find_outcome(key)
         # An error (e.g. an infrastructure fault) is not "done": a re-run tries again.
@@ -123,13 +117,19 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
         session.campaign_run_id,
         instance,
         key=key,
-        params=campaign_params(session.campaign),
+        params=run_params(session.campaign),
         flow_run_id=session.flow_run_id,
     )
     emit("instance_started", instance_id=instance.instance_id)
 
     def on_attempt(attempt: Attempt) -> None:
         store.record_attempt(run_id, attempt)
+        if attempt.usage.prompt_tokens or attempt.usage.completion_tokens:
+            model = str(attempt.model.get("id") or attempt.generator)
+            tracker.model_call(
+                ml_run, model=model, usage=attempt.usage,
+                attributes={"attempt": attempt.number, "tier": attempt.tier},
+            )  # fmt: skip
         tracker.log_attempt(ml_run, attempt)
         emit("attempt", instance_id=instance.instance_id, attempt=attempt)
 
@@ -141,6 +141,8 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
     try:
         with tracker.step(ml_run, "repair", attributes={"instance_id": instance.instance_id}):
             outcome = repair(instance, ctx, steps, prior=prior)
+    except RepairError as exc:
+        error, outcome = exc.__cause__ or exc, exc.outcome
     except Exception as exc:
         error = exc
         outcome = Outcome(
@@ -148,12 +150,15 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
             status=OutcomeStatus.error,
             reasons=[f"{type(exc).__name__}: {exc}"],
         )
-    store.record_outcome(run_id, key, outcome)
-    outcome = session.writer.add(outcome)
-    tracker.end_instance(ml_run, outcome, logs={})
+    try:
+        store.record_outcome(run_id, key, outcome)
+    finally:
+        # Even if the store refused, the outputs and the tracking run are completed.
+        outcome = session.writer.add(outcome)
+        tracker.end_instance(ml_run, outcome, logs={})
+        emit("instance_done", outcome=outcome, skipped=False)
     if ml_run is not None and not tracker.failed:
         store.mark_tracking_synced(run_id, ml_run)
-    emit("instance_done", outcome=outcome, skipped=False)
     if error is not None:
         raise error
     return outcome

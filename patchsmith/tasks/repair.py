@@ -29,14 +29,15 @@ from patchsmith.domain import (
     Usage,
     Verdict,
 )
-from patchsmith.errors import EditError
+from patchsmith.errors import EditError, InfraError
 from patchsmith.infra.sandbox import Sandbox
+from patchsmith.infra.store import Store
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.critique import critique, lint_delta
 from patchsmith.tasks.edits import apply_diff, apply_diff_to_text, parse_diff
 from patchsmith.tasks.generate import Generator, make_generator, raise_if_malformed
 from patchsmith.tasks.planning import make_plan
-from patchsmith.tasks.policy import Spend, decide
+from patchsmith.tasks.policy import Spend, budget_left, decide
 from patchsmith.tasks.testrun import run_tests, staged_run
 
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
@@ -55,6 +56,7 @@ class RepairContext:
     workspaces: WorkspaceManager
     on_attempt: Callable[[Attempt], None] = lambda attempt: None
     trace: StepTracer = _no_trace
+    store: Store | None = None
 
 
 # ------------------------------------------------------------------ plain steps
@@ -179,6 +181,35 @@ def _tiers(campaign: Campaign) -> Iterator[tuple[Tier, bool]]:
         yield tier, i == len(campaign.tiers) - 1
 
 
+class RepairError(Exception):
+    """An unexpected error ended the repair; carries the outcome so far (attempts, usage)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.reasons[-1] if outcome.reasons else "repair failed")
+        self.outcome = outcome
+
+
+def _resumed_spend(prior: Sequence[Attempt]) -> Spend:
+    """Budget already used by an interrupted run: attempts, usage and time all count."""
+    usage = Usage()
+    for attempt in prior:
+        usage = usage + attempt.usage
+    elapsed = sum(a.duration_s for a in prior)
+    return Spend(started=time.monotonic() - elapsed, attempts=len(prior), usage=usage)
+
+
+def _unverified(prior: Sequence[Attempt]) -> list[Attempt]:
+    """Accepted attempts whose verify-only run never got recorded (killed during verify)."""
+    settled = {a.candidate.candidate_id for a in prior if a.candidate and a.error}
+    return [
+        a
+        for a in prior
+        if a.status == AttemptStatus.accepted
+        and a.candidate
+        and a.candidate.candidate_id not in settled
+    ]
+
+
 def repair(
     instance: Instance,
     ctx: RepairContext,
@@ -186,15 +217,33 @@ def repair(
     *,
     prior: Sequence[Attempt] = (),
 ) -> Outcome:
-    """Repair one instance. ``prior`` = attempts of an interrupted run (not repeated)."""
+    """Repair one instance. ``prior`` = attempts of an interrupted run (not repeated).
+
+    Expected endings are Outcomes; anything unexpected is raised as RepairError carrying
+    the outcome so far, after every finished attempt has been handed to ``ctx.on_attempt``.
+    """
     state = _State(
         instance=instance,
-        spend=Spend(attempts=len(prior)),
+        spend=_resumed_spend(prior),
         tried={a.candidate.candidate_id for a in prior if a.candidate},
         number=max((a.number for a in prior), default=0),
     )
     if prior:
         state.reasons.append(f"resumed after {len(prior)} recorded attempt(s)")
+    try:
+        return _repair(instance, ctx, steps, state, prior)
+    except Exception as exc:
+        state.reasons.append(f"{type(exc).__name__}: {exc}")
+        raise RepairError(_outcome(state, OutcomeStatus.error)) from exc
+
+
+def _repair(
+    instance: Instance, ctx: RepairContext, steps: Steps, state: _State, prior: Sequence[Attempt]
+) -> Outcome:
+    spent = budget_left(ctx.campaign.budget, state.spend)
+    if spent:
+        state.reasons.append(spent)
+        return _outcome(state, OutcomeStatus.unresolved)
     pristine = prepare_pristine(ctx, instance)
     with ctx.trace("plan", {"instance_id": instance.instance_id}):
         plan = steps.plan(ctx, instance, pristine)
@@ -202,6 +251,13 @@ def repair(
     if not plan.fail_to_pass:
         state.reasons.append("no failing target tests: nothing to repair")
         return _outcome(state, OutcomeStatus.unresolved)
+    tiers = {t.name: t for t in ctx.campaign.tiers}
+    for attempt in _unverified(prior):
+        assert attempt.candidate is not None
+        tier = tiers.get(attempt.tier, ctx.campaign.tiers[0])
+        outcome = _verify(ctx, steps, state, plan, pristine, tier, attempt.candidate, [])
+        if outcome is not None:
+            return outcome
     for tier, last in _tiers(ctx.campaign):
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
         if outcome is not None:
@@ -219,12 +275,16 @@ def _run_tier(
     last: bool,
 ) -> Outcome | None:
     """Rounds of one tier. An Outcome ends the instance; None escalates to the next tier."""
-    generator = make_generator(tier)
+    generator = make_generator(tier, ctx.store)
     feedback: list[str] = []
     budget = ctx.campaign.budget
     while True:
+        spent = budget_left(budget, state.spend)
+        if spent:
+            state.reasons.append(spent)
+            return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
         room = budget.max_attempts - state.spend.attempts
-        with ctx.trace("generate", {"tier": tier.name}) as _:
+        with ctx.trace("generate", {"tier": tier.name}):
             round_ = steps.generate(
                 generator,
                 state.instance,
@@ -232,7 +292,7 @@ def _run_tier(
                 pristine,
                 set(state.tried),
                 feedback,
-                max(1, min(tier.batch, room)),
+                min(tier.batch, room),
             )
         if not round_:
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=True, last_tier=last)
@@ -266,7 +326,6 @@ def _try(
     state.tried.add(candidate.candidate_id)
     report: TestReport | None = None
     crit: Critique | None = None
-    error: str | None = None
     try:
         with ctx.trace("sandbox-test", {"candidate": candidate.candidate_id}):
             report = steps.test(ctx, state.instance, plan, pristine, candidate)
@@ -274,21 +333,50 @@ def _try(
             crit = steps.critique(plan, report, candidate, pristine, generator)
     except EditError as exc:
         error = f"{type(exc).__name__}: {exc}"
-    _record(ctx, state, tier, candidate, report, crit, error, started, t0)
-    if crit is None or crit.verdict != Verdict.accept:
-        if crit is not None:
-            feedback.append(crit.feedback)
+        _record(ctx, state, tier, candidate, report, None, error, started, t0,
+                status=AttemptStatus.malformed_edit)  # fmt: skip
         return None
+    except Exception as exc:
+        # Unexpected: keep the attempt (and what the candidate cost), then let it propagate.
+        status = AttemptStatus.infra_error if isinstance(exc, InfraError) else AttemptStatus.error
+        _record(ctx, state, tier, candidate, report, crit, f"{type(exc).__name__}: {exc}",
+                started, t0, status=status)  # fmt: skip
+        raise
+    accepted = crit.verdict == Verdict.accept
+    _record(ctx, state, tier, candidate, report, crit, None, started, t0,
+            status=AttemptStatus.accepted if accepted else AttemptStatus.rejected)  # fmt: skip
+    if not accepted:
+        feedback.append(crit.feedback)
+        return None
+    return _verify(ctx, steps, state, plan, pristine, tier, candidate, feedback)
+
+
+def _verify(
+    ctx: RepairContext,
+    steps: Steps,
+    state: _State,
+    plan: Plan,
+    pristine: Path,
+    tier: Tier,
+    candidate: Candidate,
+    feedback: list[str],
+) -> Outcome | None:
+    """Verify-only run of an accepted candidate; the resolved Outcome when it holds."""
+    described = f"{tier.name}: {candidate.description or candidate.candidate_id}"
+    if not ctx.campaign.verify:
+        state.reasons += ["verify-only run skipped (verify: false)", described]
+        return _outcome(state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff)
     started, t0 = time.time(), time.monotonic()
     with ctx.trace("verify", {"candidate": candidate.candidate_id}):
         report, final = steps.verify(ctx, state.instance, plan, pristine, candidate.diff)
     if final.verdict != Verdict.accept:
         why = "verify-only run failed: " + "; ".join(final.reasons)
-        _record(ctx, state, tier, candidate, report, final, why, started, t0, verify=True)
+        _record(ctx, state, tier, candidate, report, final, why, started, t0,
+                status=AttemptStatus.rejected, verify=True)  # fmt: skip
         feedback.append(why)
         return None
     state.reasons.append("verified on a fresh workspace: " + "; ".join(final.reasons))
-    state.reasons.append(f"{tier.name}: {candidate.description or candidate.candidate_id}")
+    state.reasons.append(described)
     return _outcome(state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff)
 
 
@@ -303,6 +391,7 @@ def _record(
     started: float,
     t0: float,
     *,
+    status: AttemptStatus,
     verify: bool = False,
 ) -> None:
     """Count and hand over one finished attempt, before anything else happens.
@@ -313,12 +402,6 @@ def _record(
     state.number += 1
     state.spend.attempts += 1
     state.spend.usage = state.spend.usage + usage
-    if crit is None:
-        status = AttemptStatus.malformed_edit
-    elif crit.verdict == Verdict.accept and error is None:
-        status = AttemptStatus.accepted
-    else:
-        status = AttemptStatus.rejected
     ctx.on_attempt(
         Attempt(
             instance_id=state.instance.instance_id,

@@ -16,7 +16,7 @@ from patchsmith.config import Campaign
 from patchsmith.domain import Instance
 from patchsmith.infra.store import Store
 from patchsmith.infra.tracking import Tracker
-from patchsmith.tasks.campaign import campaign_params
+from patchsmith.tasks.campaign import run_params
 
 
 @dataclass
@@ -43,7 +43,7 @@ def sync_tracking(store: Store, tracker: Tracker) -> SyncResult:
                 parent,
                 Instance.model_validate(run["instance"]),
                 key=run["key"],
-                params=campaign_params(campaign),
+                params=run_params(campaign),
                 flow_run_id=row.get("flow_run_id"),
             )
             for attempt in store.attempts_for_run(run["id"]):
