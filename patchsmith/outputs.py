@@ -29,10 +29,14 @@ def _safe_name(instance_id: str) -> str:
 class OutputWriter:
     """Collects outcomes of one campaign and keeps the output directory in step."""
 
-    def __init__(self, out_dir: Path, model_name: str = "patchsmith") -> None:
+    def __init__(
+        self, out_dir: Path, model_name: str = "patchsmith", *, keep_existing: bool = False
+    ) -> None:
+        """``keep_existing`` keeps the outcomes already in ``out_dir`` (one-instance runs
+        update a campaign's outputs instead of replacing them)."""
         self.dir = out_dir
         self.model_name = model_name
-        self._outcomes: dict[str, Outcome] = {}
+        self._outcomes: dict[str, Outcome] = read_outcomes(out_dir) if keep_existing else {}
         self._lock = threading.Lock()
         (out_dir / "patches").mkdir(parents=True, exist_ok=True)
 
@@ -69,6 +73,20 @@ class OutputWriter:
         md = summary_markdown(name, self.outcomes())
         _atomic_write(self.dir / "summary.md", md)
         return md
+
+
+def read_outcomes(out_dir: Path) -> dict[str, Outcome]:
+    """Outcomes written earlier to ``out_dir`` (with their patches), by instance id."""
+    path = out_dir / "outcomes.jsonl"
+    if not path.is_file():
+        return {}
+    found: dict[str, Outcome] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        patch_file = row.get("patch_file")
+        patch = (out_dir / patch_file).read_text() if patch_file else None
+        found[row["instance_id"]] = Outcome(**row, patch=patch)
+    return found
 
 
 def _outcome_line(o: Outcome) -> str:

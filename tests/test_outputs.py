@@ -33,3 +33,20 @@ def test_outcomes_predictions_and_patches(tmp_path: Path) -> None:
     assert "**1/2 resolved**" in md
     assert (tmp_path / "summary.md").read_text() == md
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_keep_existing_updates_instead_of_replacing(tmp_path: Path) -> None:
+    first = OutputWriter(tmp_path)
+    first.add(Outcome(instance_id="a", status=OutcomeStatus.resolved, attempts=2, patch="P\n"))
+    first.add(Outcome(instance_id="b", status=OutcomeStatus.unresolved, attempts=5))
+    again = OutputWriter(tmp_path, keep_existing=True)
+    again.add(Outcome(instance_id="b", status=OutcomeStatus.resolved, attempts=1, patch="Q\n"))
+    rows = [json.loads(x) for x in (tmp_path / "outcomes.jsonl").read_text().splitlines()]
+    assert [(r["instance_id"], r["status"]) for r in rows] == [("a", "resolved"), ("b", "resolved")]
+    preds = {
+        p["instance_id"]: p["model_patch"]
+        for p in map(json.loads, (tmp_path / "predictions.jsonl").read_text().splitlines())
+    }
+    assert preds == {"a": "P\n", "b": "Q\n"}
+    fresh = OutputWriter(tmp_path)
+    assert fresh.outcomes() == []

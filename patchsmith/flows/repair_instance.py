@@ -39,8 +39,11 @@ def repair_instance(
         redo=redo,
         tracking=tracking,
         flow_run_id=current_flow_run_id(),
+        keep_outputs=True,  # update the campaign's outputs, do not replace them
     )
-    outcome = run_instance(session, by_id[instance_id], PREFECT_STEPS)
-    outcomes, _ = close_session(session, campaign_yaml(campaign))
-    publish_summary(campaign, outcomes)
+    try:
+        outcome = run_instance(session, by_id[instance_id], PREFECT_STEPS)
+    finally:
+        outcomes, _ = close_session(session, campaign_yaml(campaign))
+        publish_summary(campaign, outcomes)
     return outcome.model_dump(mode="json")
