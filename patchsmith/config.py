@@ -33,6 +33,7 @@ from patchsmith.errors import ConfigError
 from patchsmith.infra.llm.config import ModelConfig
 
 GIT_URL = re.compile(r"^(https?://|ssh://|git@|git://|file://)")
+URL_USERINFO = re.compile(r"^[a-z+]+://[^/@]*:[^/@]*@")  # scheme://user:secret@host
 
 
 class SearchTier(Strict):
@@ -251,6 +252,12 @@ def _expand_instances(raw: Any, base: Path, path: Path) -> list[Any]:
             out.extend(swebench_instances(file, repos, item.get("test_cmd", "python -m pytest -q")))
         elif isinstance(item, dict) and isinstance(item.get("repo"), str):
             repo = item["repo"]
+            if GIT_URL.match(repo) and URL_USERINFO.match(repo):
+                raise ConfigError(
+                    f"{path}: instances[{i}].repo: the URL carries credentials; campaign files "
+                    f"and run records must never hold them: remove 'user:token@' and give git "
+                    f"a credential helper or GIT_ASKPASS in the orchestrator's environment"
+                )
             if not GIT_URL.match(repo):
                 resolved = (base / repo).resolve()
                 if not resolved.is_dir():

@@ -152,3 +152,17 @@ def test_sandbox_env_refuses_credential_names(tmp_path: Path, repo: Path) -> Non
     )
     with pytest.raises(ConfigError, match=r"sandbox\.env: .*'GH_TOKEN' looks like a credential"):
         load_campaign(bad)
+
+
+def test_credentials_in_repo_urls_and_unknown_backends_are_refused(tmp_path: Path) -> None:
+    leaky = write(
+        tmp_path,
+        "name: d\ninstances:\n  - {id: a, repo: 'https://bot:ghp_secret@example.invalid/o/r.git'}\n",
+    )
+    with pytest.raises(ConfigError, match=r"instances\[0\]\.repo: the URL carries credentials"):
+        load_campaign(leaky)
+    docker = write(
+        tmp_path, "name: d\ninstances:\n  - {id: a, repo: .}\nsandbox: {backend: docker}\n"
+    )
+    with pytest.raises(ConfigError, match=r"sandbox\.backend"):
+        load_campaign(docker)

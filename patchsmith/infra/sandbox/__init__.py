@@ -35,7 +35,6 @@ class Sandbox(Protocol):
 BACKENDS: dict[str, str] = {
     "bwrap": "patchsmith.infra.sandbox.bwrap:BwrapSandbox",
     "subprocess": "patchsmith.infra.sandbox.subprocess_backend:SubprocessSandbox",
-    "docker": "patchsmith.infra.sandbox.docker_backend:DockerSandbox",
 }
 
 
