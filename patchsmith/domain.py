@@ -88,6 +88,9 @@ class SandboxConfig(Strict):
     memory_mb: int = Field(default=2048, gt=0, description="Address-space limit per process.")
     max_procs: int = Field(default=256, gt=0, description="Process/thread limit.")
     tmp_mb: int = Field(default=256, gt=0, description="Size of the private /tmp.")
+    file_mb: int = Field(
+        default=1024, gt=0, description="Largest file a command may write (RLIMIT_FSIZE)."
+    )
     output_kb: int = Field(default=64, gt=0, description="Bytes of stdout/stderr kept (tail).")
     env: dict[str, str] = Field(
         default_factory=dict,
@@ -124,7 +127,7 @@ class ExecResult(Value):
     argv: list[str]
     exit_code: int | None = Field(description="None when killed before it exited.")
     timed_out: bool = False
-    limit_hit: Literal["timeout", "memory", "procs", "output"] | None = None
+    limit_hit: Literal["timeout", "memory", "procs", "file_size", "output"] | None = None
     duration_s: float
     stdout_tail: str = ""
     stderr_tail: str = ""

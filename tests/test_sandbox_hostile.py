@@ -227,3 +227,14 @@ def test_report_dir_swapped_for_a_symlink_is_never_followed_by_root(tmp_path: Pa
         assert not any("stolen" in test for test in report.outcomes)
     assert stat.S_IMODE(victim.stat().st_mode) == 0o700, "root chmod-ed through the link"
     assert (victim / "junit.xml").read_text() == planted, "root deleted through the link"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_disk_filler_is_stopped_at_the_file_size_limit(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ws.chmod(0o777)
+    code = "f = open('big.bin', 'wb')\nwhile True:\n    f.write(b'x' * (1 << 20))\n"
+    result = BwrapSandbox().run(ws, [sys.executable, "-c", code], SandboxConfig(file_mb=8))
+    assert result.limit_hit == "file_size", result
+    assert (ws / "big.bin").stat().st_size <= 8 * 1024 * 1024

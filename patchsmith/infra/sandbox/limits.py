@@ -21,7 +21,7 @@ from typing import Literal
 
 from patchsmith.domain import SandboxConfig
 
-LimitHit = Literal["timeout", "memory", "procs", "output"]
+LimitHit = Literal["timeout", "memory", "procs", "file_size", "output"]
 
 # What a process prints when RLIMIT_AS refused memory (Python, C, C++, bash, node, java).
 _MEMORY_SIGNS = re.compile(
@@ -30,6 +30,7 @@ _MEMORY_SIGNS = re.compile(
     re.IGNORECASE,
 )
 # What fork/clone/thread creation reports when RLIMIT_NPROC is reached (EAGAIN).
+_FSIZE_SIGNS = re.compile(rb"File too large|EFBIG")
 _PROCS_SIGNS = re.compile(
     rb"Resource temporarily unavailable|BlockingIOError|can't start new thread|"
     rb"fork: retry|EAGAIN",
@@ -70,6 +71,7 @@ def prlimit_prefix(config: SandboxConfig) -> list[str]:
         f"--as={mem}",
         f"--nproc={config.max_procs}",
         f"--cpu={cpu}",
+        f"--fsize={config.file_mb * 1024 * 1024}",
         "--core=0",
         "--",
     ]
@@ -165,8 +167,12 @@ def classify(captured: Captured, exit_code: int | None) -> LimitHit | None:
     """
     if captured.timed_out:
         return "timeout"
+    if exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+        return "file_size"
     if exit_code not in (0, None):
         text = captured.stderr + captured.stdout
+        if _FSIZE_SIGNS.search(text):  # programs that ignore SIGXFSZ (Python) get EFBIG
+            return "file_size"
         if _PROCS_SIGNS.search(text):
             return "procs"
         if _MEMORY_SIGNS.search(text):
