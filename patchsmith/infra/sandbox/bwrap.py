@@ -42,10 +42,9 @@ from patchsmith.errors import SandboxStartError
 from patchsmith.infra.sandbox.limits import (
     base_env,
     capture,
-    classify,
+    exec_result,
     kill_group,
     prlimit_prefix,
-    tail,
 )
 
 SANDBOX_UID = 65534
@@ -247,16 +246,7 @@ class BwrapSandbox:
             raise SandboxStartError(
                 f"bwrap could not set up the sandbox: {got.stderr.decode(errors='replace')}"
             )
-        return ExecResult(
-            argv=list(argv),
-            exit_code=code,
-            timed_out=got.timed_out,
-            limit_hit=classify(got, code),
-            duration_s=time.monotonic() - start,
-            stdout_tail=tail(got.stdout, len(got.stdout)),
-            stderr_tail=tail(got.stderr, len(got.stderr)),
-            backend=self.name,
-        )
+        return exec_result(self.name, argv, got, code, start)
 
 
 def _setup_failed(stderr: bytes) -> bool:

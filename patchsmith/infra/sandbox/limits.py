@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from patchsmith.domain import SandboxConfig
+from patchsmith.domain import ExecResult, SandboxConfig
 
 LimitHit = Literal["timeout", "memory", "procs", "file_size", "output"]
 
@@ -180,3 +180,19 @@ def classify(captured: Captured, exit_code: int | None) -> LimitHit | None:
     if captured.truncated:
         return "output"
     return None
+
+
+def exec_result(
+    backend: str, argv: Sequence[str], got: Captured, code: int | None, start: float
+) -> ExecResult:
+    """The ExecResult of a finished (or killed) command, with its limit classified."""
+    return ExecResult(
+        argv=list(argv),
+        exit_code=code,
+        timed_out=got.timed_out,
+        limit_hit=classify(got, code),
+        duration_s=time.monotonic() - start,
+        stdout_tail=tail(got.stdout, len(got.stdout)),
+        stderr_tail=tail(got.stderr, len(got.stderr)),
+        backend=backend,
+    )

@@ -20,10 +20,9 @@ from patchsmith.errors import SandboxStartError
 from patchsmith.infra.sandbox.limits import (
     base_env,
     capture,
-    classify,
+    exec_result,
     kill_group,
     prlimit_prefix,
-    tail,
 )
 
 _warned = False
@@ -75,13 +74,4 @@ class SubprocessSandbox:
 
         got = capture(proc, config.timeout_s, config.output_kb * 1024, lambda: kill_group(proc.pid))
         code = None if got.timed_out else proc.returncode
-        return ExecResult(
-            argv=list(argv),
-            exit_code=code,
-            timed_out=got.timed_out,
-            limit_hit=classify(got, code),
-            duration_s=time.monotonic() - start,
-            stdout_tail=tail(got.stdout, len(got.stdout)),
-            stderr_tail=tail(got.stderr, len(got.stderr)),
-            backend=self.name,
-        )
+        return exec_result(self.name, argv, got, code, start)
