@@ -101,3 +101,17 @@ def test_file_level_target_counts_as_fixed_when_its_tests_pass() -> None:
     assert critique(p, report, DIFF).verdict == Verdict.accept
     report.outcomes["tests/test_m.py::test_b"] = F
     assert critique(p, report, DIFF).still_failing == ["tests/test_m.py"]
+
+
+def test_candidate_timeout_scales_with_the_baseline_but_never_exceeds_the_limit() -> None:
+    from patchsmith.domain import SandboxConfig
+    from patchsmith.tasks.repair import candidate_limits
+
+    config = SandboxConfig(timeout_s=60)
+    quick = Plan(**{**plan(["t"], []).model_dump(), "baseline": TestReport(duration_s=1.0)})
+    slow = Plan(**{**plan(["t"], []).model_dump(), "baseline": TestReport(duration_s=30.0)})
+    stuck = Plan(**{**plan(["t"], []).model_dump(), "baseline": TestReport(timed_out=True)})
+    assert candidate_limits(config, quick).timeout_s == 10.0  # the floor
+    assert candidate_limits(config, slow).timeout_s == 60.0  # capped at the configured limit
+    assert candidate_limits(config, stuck).timeout_s == 60.0  # no baseline to scale from
+    assert candidate_limits(SandboxConfig(timeout_s=5), quick).timeout_s == 5.0

@@ -25,6 +25,7 @@ from patchsmith.domain import (
     Outcome,
     OutcomeStatus,
     Plan,
+    SandboxConfig,
     TestReport,
     Usage,
     Verdict,
@@ -94,6 +95,23 @@ def generate_step(
     return generator.propose(instance, plan, pristine, tried, feedback, n)
 
 
+CANDIDATE_TIMEOUT_FACTOR = 5.0
+CANDIDATE_TIMEOUT_FLOOR_S = 10.0
+
+
+def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
+    """Limits for testing a candidate: the timeout scales with the baseline run.
+
+    A mutant that loops forever (``break`` → ``continue``) should cost a few times the
+    suite's normal duration, not the whole configured limit; never more than that limit.
+    """
+    baseline = plan.baseline
+    if baseline.timed_out or baseline.duration_s <= 0:
+        return config
+    scaled = max(CANDIDATE_TIMEOUT_FLOOR_S, CANDIDATE_TIMEOUT_FACTOR * baseline.duration_s)
+    return config.model_copy(update={"timeout_s": min(config.timeout_s, scaled)})
+
+
 def test_step(
     ctx: RepairContext, instance: Instance, plan: Plan, pristine: Path, candidate: Candidate
 ) -> TestReport:
@@ -102,11 +120,10 @@ def test_step(
     A candidate its generator marked malformed raises its EditError before any workspace.
     """
     raise_if_malformed(candidate)
+    limits = candidate_limits(ctx.campaign.sandbox, plan)
     with ctx.workspaces.attempt(pristine) as ws:
         apply_diff(ws, candidate.diff)
-        return staged_run(
-            ctx.sandbox, ws, instance.test_cmd, ctx.campaign.sandbox, plan.fail_to_pass
-        )
+        return staged_run(ctx.sandbox, ws, instance.test_cmd, limits, plan.fail_to_pass)
 
 
 def critique_step(
