@@ -64,13 +64,13 @@ def start(tracker, campaign: Campaign) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_price_known_unknown_and_zero(caplog: pytest.LogCaptureFixture) -> None:
-    assert price(1000, 500, 0.0, Prices(per_1k_input=0.5, per_1k_output=1.0)) == 1.0
+    assert price(1000, 500, 0.0, Prices(per_1k_prompt=0.5, per_1k_completion=1.0)) == 1.0
     assert price(1000, 500, 1800.0, GPU) == 1.0  # self-hosted: GPU time covers tokens
     assert price(0, 0, 0.0, None) == 0.0
     with caplog.at_level(logging.WARNING, logger="patchsmith.infra.tracking"):
         assert price(10, 0, 0.0, None) is None
         assert price(20, 0, 0.0, None) is None
-        assert price(10, 10, 0.0, Prices(per_1k_input=1.0)) is None  # output not priced
+        assert price(10, 10, 0.0, Prices(per_1k_prompt=1.0)) is None  # output not priced
     assert [r.getMessage().count("no prices configured") for r in caplog.records] == [1, 0]
 
 

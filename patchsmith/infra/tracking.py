@@ -19,10 +19,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from patchsmith.config import Campaign
 from patchsmith.domain import Attempt, Instance, Outcome, Usage
+from patchsmith.infra.llm.config import Prices  # one price model for tiers and tracking
 
 if TYPE_CHECKING:
     from patchsmith.infra.tracking_mlflow import MlflowTracker
@@ -184,22 +183,6 @@ def __getattr__(name: str) -> Any:
 # ------------------------------------------------------------------------------ cost
 
 
-class Prices(BaseModel):
-    """What a model costs. Hosted models are priced per token, self-hosted per GPU-hour."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    per_1k_input: float | None = Field(
-        default=None, ge=0, description="Dollars per 1,000 prompt tokens; None = not priced so."
-    )
-    per_1k_output: float | None = Field(
-        default=None, ge=0, description="Dollars per 1,000 completion tokens; None = not priced so."
-    )
-    per_gpu_hour: float | None = Field(
-        default=None, ge=0, description="Dollars per GPU-hour; None = not priced by GPU time."
-    )
-
-
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -227,7 +210,7 @@ def price(
     if prices is None:
         _warn_once("no prices configured")
         return None
-    by_tokens = prices.per_1k_input is not None or prices.per_1k_output is not None
+    by_tokens = prices.per_1k_prompt is not None or prices.per_1k_completion is not None
     by_gpu = prices.per_gpu_hour is not None
     if not by_tokens and not by_gpu:
         _warn_once("prices are all empty")
@@ -240,8 +223,8 @@ def price(
         total += gpu_seconds / 3600.0 * prices.per_gpu_hour
     if by_tokens:
         for tokens, per_1k, kind in (
-            (usage_tokens_in, prices.per_1k_input, "input"),
-            (usage_tokens_out, prices.per_1k_output, "output"),
+            (usage_tokens_in, prices.per_1k_prompt, "input"),
+            (usage_tokens_out, prices.per_1k_completion, "output"),
         ):
             if tokens and per_1k is None:
                 _warn_once(f"{kind} tokens used but per_1k_{kind} is not set")
