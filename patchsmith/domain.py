@@ -39,6 +39,43 @@ class Intent(StrEnum):
     tests = "tests"
 
 
+class Environment(Strict):
+    """Where a repository's tests find their interpreter and dependencies.
+
+    Default (nothing set): patchsmith's own interpreter, without autoloading patchsmith's
+    pytest plugins. ``python``: an existing interpreter or venv, mounted read-only.
+    ``install``: requirements built once into a cached venv under ``$PATCHSMITH_HOME/envs/``.
+    """
+
+    python: str | None = Field(
+        default=None,
+        description="An existing interpreter (…/bin/python) or venv directory; mounted "
+        "read-only in the sandbox and first on its PATH.",
+    )
+    install: list[str] = Field(
+        default_factory=list,
+        description='pip/uv install arguments, e.g. ["-e", ".[test]"] or '
+        '["-r", "requirements-dev.txt"]; built once per dependency-file content hash.',
+    )
+    network: bool = Field(
+        default=False,
+        description="Allow network for the install step only (default off: only find_links "
+        "/ index_url given here are used).",
+    )
+    find_links: list[str] = Field(
+        default_factory=list, description="Local directories of wheels/sdists for install."
+    )
+    index_url: str | None = Field(
+        default=None, description="A package index for install (e.g. a local file:// index)."
+    )
+    timeout_s: float = Field(default=900.0, gt=0, description="Wall-clock limit of a build.")
+
+    @property
+    def is_default(self) -> bool:
+        """True when the tests run on patchsmith's own interpreter."""
+        return self.python is None and not self.install
+
+
 class Instance(Strict):
     """One task instance: a repository state, an instruction and how to test it."""
 
@@ -76,6 +113,9 @@ class Instance(Strict):
     test_patch: str | None = Field(
         default=None, description="Unified diff applied before testing (SWE-bench)."
     )
+    environment: Environment | None = Field(
+        default=None, description="This instance's environment; None = the campaign's."
+    )
 
 
 class SandboxConfig(Strict):
@@ -91,11 +131,47 @@ class SandboxConfig(Strict):
     file_mb: int = Field(
         default=1024, gt=0, description="Largest file a command may write (RLIMIT_FSIZE)."
     )
+    disk_mb: int = Field(
+        default=1024,
+        gt=0,
+        description="Bytes one attempt may write in its workspace in all (a size-limited "
+        "overlay upper layer); past it writes fail and the run reports limit_hit: disk.",
+    )
+    inodes: int = Field(
+        default=65536, gt=0, description="Files and directories one attempt may create."
+    )
+    test_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Per-test wall-clock limit for pytest commands (a looping test fails "
+        "with outcome 'timeout' instead of costing the whole run); None = derived from "
+        "timeout_s and the baseline.",
+    )
     output_kb: int = Field(default=64, gt=0, description="Bytes of stdout/stderr kept (tail).")
     env: dict[str, str] = Field(
         default_factory=dict,
         description="Extra environment for every sandboxed command (plain settings only: "
         "the sandbox environment is otherwise cleared, and credentials never belong here).",
+    )
+    ro_paths: list[str] = Field(
+        default_factory=list,
+        description="Extra host paths bound read-only at the same path (an environment's "
+        "interpreter, patchsmith's helpers). Usually filled in by patchsmith, not by hand.",
+    )
+    path_prepend: list[str] = Field(
+        default_factory=list,
+        description="Directories put before the default PATH inside the sandbox (an "
+        "environment's bin/).",
+    )
+    rw_paths: list[str] = Field(
+        default_factory=list,
+        description="Internal: extra host paths bound read-write (only an environment build "
+        "sets this: the new env dir). Refused in campaign files.",
+    )
+    network: bool = Field(
+        default=False,
+        description="Internal: share the host network (only an environment build with "
+        "environment.network: true sets this). Refused in campaign files.",
     )
 
     @field_validator("env")
@@ -127,7 +203,7 @@ class ExecResult(Value):
     argv: list[str]
     exit_code: int | None = Field(description="None when killed before it exited.")
     timed_out: bool = False
-    limit_hit: Literal["timeout", "memory", "procs", "file_size", "output"] | None = None
+    limit_hit: Literal["timeout", "memory", "procs", "file_size", "disk", "output"] | None = None
     duration_s: float
     stdout_tail: str = ""
     stderr_tail: str = ""
@@ -146,6 +222,11 @@ class TestOutcome(StrEnum):
     failed = "failed"
     error = "error"
     skipped = "skipped"
+    timeout = "timeout"  # the test itself ran past its per-test limit (a hang)
+
+
+FAILING = frozenset({TestOutcome.failed, TestOutcome.error, TestOutcome.timeout})
+"""Outcomes that count as a failing test (targets, regressions)."""
 
 
 TestOutcome.__test__ = False  # type: ignore[attr-defined]  # not a pytest test class
@@ -171,7 +252,7 @@ class TestReport(Value):
 
     def failing(self) -> list[str]:
         return sorted(
-            t for t, o in self.outcomes.items() if o in (TestOutcome.failed, TestOutcome.error)
+            t for t, o in self.outcomes.items() if o in FAILING
         )
 
     def passing(self) -> list[str]:
