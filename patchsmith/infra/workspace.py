@@ -29,6 +29,7 @@ from typing import Literal
 
 from patchsmith.domain import Instance
 from patchsmith.errors import WorkspaceError
+from patchsmith.infra import gitmirror
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,14 @@ _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _git(*args: str, cwd: Path | None = None) -> str:
-    """Run git (safe.directory=* so root may read other users' repos); raise on failure."""
-    proc = subprocess.run(
-        ["git", "-c", "safe.directory=*", *args], cwd=cwd, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
+def _source(instance: Instance) -> tuple[str, str | None]:
+    """(repo, commit) to read. A ``file://`` URL is a local repository at its HEAD, read
+    through a mirror and never cloned (a local clone would run git's upload-pack inside
+    the untrusted repository)."""
+    repo, commit = instance.repo, instance.base_commit
+    if repo.startswith("file:///"):
+        return repo.removeprefix("file://"), commit or "HEAD"
+    return repo, commit
 
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, merged: Path) -> None:
@@ -136,13 +137,13 @@ class WorkspaceManager:
         Part of the pristine cache key and of the resume key, so an edited or pulled
         repository is never served from a stale copy or a stale stored outcome.
         """
-        repo, commit = instance.repo, instance.base_commit
+        repo, commit = _source(instance)
         if repo.startswith(_URL_PREFIXES):
             return f"{repo}@{commit or 'HEAD'}"
         source = Path(repo).expanduser()
-        if commit is not None and (source / ".git").exists():
+        if commit is not None and gitmirror.git_dirs(source) is not None:
             try:
-                return _git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=source).strip()
+                return gitmirror.resolve_commit(self._mirror(source), commit)
             except WorkspaceError:
                 return f"unknown:{commit}"  # _fill reports it properly
         digest = hashlib.sha256()
@@ -190,10 +191,9 @@ class WorkspaceManager:
             return self._locks.setdefault(key, threading.Lock())
 
     def _fill(self, instance: Instance, dest: Path) -> None:
-        repo, commit = instance.repo, instance.base_commit
+        repo, commit = _source(instance)
         if repo.startswith(_URL_PREFIXES):
-            source = self._clone(repo)
-            self._archive(source, commit or "HEAD", dest)
+            gitmirror.archive(self._clone(repo), commit or "HEAD", dest)
             return
         source = Path(repo).expanduser()
         if not source.is_dir():
@@ -206,40 +206,32 @@ class WorkspaceManager:
                 ignore=shutil.ignore_patterns(*_IGNORED),
             )  # fmt: skip
             return
-        if not (source / ".git").exists():
+        if gitmirror.git_dirs(source) is None:
             raise WorkspaceError(f"{repo!r} is not a git repository but base_commit={commit!r}")
-        self._archive(source, commit, dest)
+        gitmirror.archive(self._mirror(source), commit, dest)
+
+    def _mirror(self, source: Path) -> Path:
+        """A mirror of a local repository's refs over its objects (see infra/gitmirror.py):
+        git never runs inside the source, so its config, hooks and filters never run."""
+        with self._lock(f"mirror:{source.resolve()}"):
+            return gitmirror.mirror(source.resolve(), self.root / "repos")
 
     def _clone(self, url: str) -> Path:
+        """A bare clone of a remote URL, made once (our own repository: its config is git's
+        default plus the remote). The user's global config stays, for credential helpers."""
         dest = self.root / "repos" / hashlib.sha256(url.encode()).hexdigest()[:20]
         with self._lock(f"repo:{url}"):
             if not dest.is_dir():
                 tmp = dest.with_name(f".tmp-{uuid.uuid4().hex[:8]}")
                 try:
-                    _git("clone", "--bare", "--quiet", url, str(tmp))
+                    gitmirror.run_git(
+                        "clone", "--bare", "--quiet", "--no-hardlinks", "--", url, str(tmp),
+                        isolated=False,
+                    )
                     tmp.rename(dest)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
         return dest
-
-    @staticmethod
-    def _archive(source: Path, commit: str, dest: Path) -> None:
-        """``git archive COMMIT | tar -x``: reads the object store, never touches the tree."""
-        try:
-            _git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", cwd=source)
-        except WorkspaceError:
-            raise WorkspaceError(f"unknown commit {commit!r} in {source}") from None
-        git = subprocess.Popen(
-            ["git", "-c", "safe.directory=*", "archive", "--format=tar", commit],
-            cwd=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        tar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=git.stdout, capture_output=True)
-        assert git.stdout is not None and git.stderr is not None
-        git.stdout.close()
-        err = git.stderr.read().decode(errors="replace")
-        git.stderr.close()
-        if git.wait() != 0 or tar.returncode != 0:
-            raise WorkspaceError(f"git archive {commit} of {source} failed: {err}{tar.stderr!r}")
 
     # ------------------------------------------------------------------ attempts
 
