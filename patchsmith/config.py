@@ -10,15 +10,21 @@ A campaign lists instances inline and/or pulls them from SWE-bench JSON/JSONL fi
       - swebench: dev.jsonl        # SWE-bench instances ...
         repos: checkouts           # ... whose repos are checked out under this directory
     sandbox: {backend: auto, timeout_s: 60, memory_mb: 2048}
+    environment:                   # default: patchsmith's interpreter (no plugin autoload)
+      install: ["-r", "requirements.txt"]      # a venv built once per dependency-file hash
+      find_links: [wheels]                     # offline: wheels from here only
     budget: {max_attempts: 200, max_wall_s: 600}
 
-Relative paths are resolved against the campaign file's directory. Nothing here touches
-the repositories except to check that they exist.
+An instance may override ``environment`` (``python: PATH`` for an existing interpreter or
+venv). Relative paths (``repo``, ``environment.python``, ``environment.find_links``) are
+resolved against the campaign file's directory. Nothing here touches the repositories
+except to check that they exist.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -28,9 +34,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from patchsmith.domain import Budget, Instance, SandboxConfig, Strict, config_hash
+from patchsmith.domain import Budget, Environment, Instance, SandboxConfig, Strict, config_hash
 from patchsmith.errors import ConfigError
+from patchsmith.infra.envs import locate_python
 from patchsmith.infra.llm.config import ModelConfig
+from patchsmith.infra.sandbox.limits import sandbox_path
 
 GIT_URL = re.compile(r"^(https?://|ssh://|git@|git://|file://)")
 URL_USERINFO = re.compile(r"^[a-z+]+://[^/@]*:[^/@]*@")  # scheme://user:secret@host
@@ -156,6 +164,11 @@ class Campaign(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Campaign name.")
     instances: list[Instance] = Field(min_length=1, description="Instances to repair.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    environment: Environment = Field(
+        default_factory=Environment,
+        description="Where the tests find their interpreter and dependencies (instances may "
+        "override it); default: patchsmith's interpreter.",
+    )
     budget: Budget = Field(default_factory=Budget)
     tiers: list[Tier] = Field(default_factory=_default_tiers, min_length=1)
     concurrency: int = Field(default=2, gt=0, description="Instances repaired in parallel.")
@@ -163,9 +176,15 @@ class Campaign(Strict):
         default=True, description="Re-run the full tests on a fresh workspace before accepting."
     )
 
+    def environment_for(self, instance: Instance) -> Environment:
+        """The instance's own environment, else the campaign's."""
+        return instance.environment or self.environment
+
     def instance_key(self, instance: Instance) -> str:
         """Key of the work for one instance: same key ⇒ same result expected (resume)."""
-        return config_hash(instance, self.sandbox, self.budget, *self.tiers)
+        return config_hash(
+            instance, self.sandbox, self.budget, self.environment_for(instance), *self.tiers
+        )
 
 
 def _format_validation(path: Path, exc: ValidationError, prefix: str = "") -> str:
@@ -273,17 +292,82 @@ def _expand_instances(raw: Any, base: Path, path: Path) -> list[Any]:
     return out
 
 
+INTERNAL_SANDBOX_KEYS = {
+    "rw_paths": "only an environment build writes outside the workspace",
+    "network": "tests never get the network; to let an install reach a package index, set "
+    "environment.network: true (it applies to the build step alone)",
+}
+ENV_PYTHON_FIX = (
+    "give an existing interpreter (…/bin/python) or venv directory (relative paths start at "
+    "the campaign file's directory), or use environment.install to build one"
+)
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _refuse_internal(path: Path, raw: dict[str, Any]) -> None:
+    sandbox = raw.get("sandbox")
+    if not isinstance(sandbox, dict):
+        return
+    for key, why in INTERNAL_SANDBOX_KEYS.items():
+        if key in sandbox:
+            raise ConfigError(f"{path}: sandbox.{key}: not allowed in campaign files ({why})")
+
+
+def _resolve_env_paths(raw: Any, base: Path) -> Any:
+    """``environment`` with relative python/find_links paths made absolute (from ``base``)."""
+    if not isinstance(raw, dict):
+        return raw
+    out = dict(raw)
+    python = out.get("python")
+    if isinstance(python, str) and "/" not in python and shutil.which(python):
+        out["python"] = shutil.which(python)  # a bare name: found on this machine's PATH
+    elif isinstance(python, str):
+        out["python"] = str((base / Path(python).expanduser()).absolute())
+    if isinstance(out.get("find_links"), list):
+        out["find_links"] = [
+            str((base / Path(p).expanduser()).resolve()) if isinstance(p, str) else p
+            for p in out["find_links"]
+        ]
+    return out
+
+
+def _check_environment(path: Path, where: str, env: Environment) -> None:
+    if env.python is None:
+        return
+    try:
+        locate_python(env.python)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: {where}.python: {exc}; {ENV_PYTHON_FIX}") from exc
+
+
+def _sandbox_search_path(campaign: Campaign, inst: Instance, base: str | None) -> str | None:
+    """The PATH the instance's tests get: the environment's bin first; None when it is not
+    known before the environment is built (an ``install`` env)."""
+    env = campaign.environment_for(inst)
+    default = base or os.pathsep.join([*campaign.sandbox.path_prepend, sandbox_path()])
+    if env.install:
+        return None
+    if env.python is not None:
+        return os.pathsep.join([locate_python(env.python).bin_dir, default])
+    return default
+
+
 def _check_test_cmd(path: Path, index: int, inst: Instance, search_path: str | None) -> None:
     try:
         argv = shlex.split(inst.test_cmd)
     except ValueError as exc:
         raise ConfigError(f"{path}: instances[{index}].test_cmd: cannot parse: {exc}") from exc
+    while argv and _ASSIGNMENT.match(argv[0]):
+        argv.pop(0)
     if not argv:
         raise ConfigError(f"{path}: instances[{index}].test_cmd: empty command")
+    if search_path is None:  # an install env: its bin/ exists only after the build, and
+        return  # the preflight in the sandbox checks the command before any work
     if shutil.which(argv[0], path=search_path) is None:
         raise ConfigError(
             f"{path}: instances[{index}].test_cmd: {argv[0]!r} is not on the sandbox PATH "
-            f"({search_path}); use a command installed there, e.g. 'python -m pytest -q'"
+            f"({search_path}); use a command installed there, e.g. 'python -m pytest -q', "
+            "or give the instance an environment (environment.python / environment.install)"
         )
 
 
@@ -300,16 +384,29 @@ def load_campaign(path: str | Path, *, search_path: str | None = None) -> Campai
         raise ConfigError(f"{path}: expected a mapping with 'name' and 'instances' at the top")
     base = path.resolve().parent
     raw = dict(raw)
+    _refuse_internal(path, raw)
+    if "environment" in raw:
+        raw["environment"] = _resolve_env_paths(raw["environment"], base)
     if "instances" in raw:
-        raw["instances"] = _expand_instances(raw["instances"], base, path)
+        raw["instances"] = [
+            {**item, "environment": _resolve_env_paths(item["environment"], base)}
+            if isinstance(item, dict) and "environment" in item
+            else item
+            for item in _expand_instances(raw["instances"], base, path)
+        ]
     try:
         campaign = Campaign.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, exc)) from exc
+    _check_environment(path, "environment", campaign.environment)
     seen: set[str] = set()
     for i, inst in enumerate(campaign.instances):
         if inst.instance_id in seen:
             raise ConfigError(f"{path}: instances[{i}].id: duplicate id {inst.instance_id!r}")
         seen.add(inst.instance_id)
-        _check_test_cmd(path, i, inst, search_path)
+        if inst.environment is not None:
+            _check_environment(
+                path, f"instances[{i}] ({inst.instance_id}).environment", inst.environment
+            )
+        _check_test_cmd(path, i, inst, _sandbox_search_path(campaign, inst, search_path))
     return campaign

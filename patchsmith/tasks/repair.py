@@ -31,7 +31,9 @@ from patchsmith.domain import (
     Verdict,
 )
 from patchsmith.errors import EditError, InfraError
+from patchsmith.infra.envs import EnvError, Environments, ResolvedEnv, preflight
 from patchsmith.infra.sandbox import Sandbox
+from patchsmith.infra.settings import home as data_home
 from patchsmith.infra.store import Store
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.critique import critique, lint_delta
@@ -39,7 +41,7 @@ from patchsmith.tasks.edits import apply_diff, apply_diff_to_text, parse_diff
 from patchsmith.tasks.generate import Generator, make_generator, raise_if_malformed
 from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.policy import Spend, budget_left, decide
-from patchsmith.tasks.testrun import run_tests, staged_run
+from patchsmith.tasks.testrun import is_pytest, run_tests, split_command, staged_run
 
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
 
@@ -50,7 +52,11 @@ def _no_trace(name: str, attrs: dict[str, Any]) -> AbstractContextManager[Any]:
 
 @dataclass
 class RepairContext:
-    """Everything the steps of one campaign share."""
+    """Everything the steps of one campaign share.
+
+    ``envs`` resolves (and builds once) each instance's environment; by default under
+    ``$PATCHSMITH_HOME/envs`` with this context's sandbox and workspaces.
+    """
 
     campaign: Campaign
     sandbox: Sandbox
@@ -58,12 +64,17 @@ class RepairContext:
     on_attempt: Callable[[Attempt], None] = lambda attempt: None
     trace: StepTracer = _no_trace
     store: Store | None = None
+    envs: Environments | None = None
+
+    def __post_init__(self) -> None:
+        if self.envs is None:
+            self.envs = Environments(data_home() / "envs", self.sandbox, self.workspaces)
 
 
 # ------------------------------------------------------------------ plain steps
 
 
-def prepare_pristine(ctx: RepairContext, instance: Instance) -> Path:
+def pristine_tree(workspaces: WorkspaceManager, instance: Instance) -> Path:
     """The pristine copy of the instance's repo, with its test patch applied once."""
     patch = instance.test_patch
 
@@ -71,15 +82,40 @@ def prepare_pristine(ctx: RepairContext, instance: Instance) -> Path:
         if patch:
             apply_diff(path, patch)
 
-    return ctx.workspaces.pristine(instance, prepare=apply_test_patch if patch else None)
+    return workspaces.pristine(instance, prepare=apply_test_patch if patch else None)
+
+
+def prepare_pristine(ctx: RepairContext, instance: Instance) -> Path:
+    """The pristine copy of the instance's repo, with its test patch applied once."""
+    return pristine_tree(ctx.workspaces, instance)
+
+
+def environment(ctx: RepairContext, instance: Instance, pristine: Path) -> ResolvedEnv:
+    """The instance's environment, resolved (an ``install`` env is built once, then reused).
+
+    Raises EnvError naming the instance, the cause and the fix.
+    """
+    assert ctx.envs is not None
+    return ctx.envs.resolve(
+        ctx.campaign.environment_for(instance),
+        ctx.campaign.sandbox,
+        repo=instance.repo,
+        pristine=pristine,
+        label=f"{ctx.campaign.name}/{instance.instance_id}",
+    )
+
+
+def sandbox_config(ctx: RepairContext, instance: Instance, pristine: Path) -> SandboxConfig:
+    """The sandbox settings the instance's tests run under: the campaign's limits, in the
+    instance's environment (binds, PATH, variables). Every test run goes through this."""
+    return environment(ctx, instance, pristine).config
 
 
 def plan_step(ctx: RepairContext, instance: Instance, pristine: Path) -> Plan:
     """Baseline run + localization in a throwaway workspace."""
+    config = sandbox_config(ctx, instance, pristine)
     with ctx.workspaces.attempt(pristine) as ws:
-        return make_plan(
-            instance, ctx.sandbox, ws, ctx.campaign.sandbox, ctx.campaign.tiers[0].name
-        )
+        return make_plan(instance, ctx.sandbox, ws, config, ctx.campaign.tiers[0].name)
 
 
 def generate_step(
@@ -120,7 +156,7 @@ def test_step(
     A candidate its generator marked malformed raises its EditError before any workspace.
     """
     raise_if_malformed(candidate)
-    limits = candidate_limits(ctx.campaign.sandbox, plan)
+    limits = candidate_limits(sandbox_config(ctx, instance, pristine), plan)
     with ctx.workspaces.attempt(pristine) as ws:
         apply_diff(ws, candidate.diff)
         return staged_run(ctx.sandbox, ws, instance.test_cmd, limits, plan.fail_to_pass)
@@ -148,9 +184,10 @@ def verify_step(
     ctx: RepairContext, instance: Instance, plan: Plan, pristine: Path, diff: str
 ) -> tuple[TestReport, Critique]:
     """Verify-only: the final patch on a fresh workspace, the full test command once more."""
+    config = sandbox_config(ctx, instance, pristine)
     with ctx.workspaces.attempt(pristine) as ws:
         apply_diff(ws, diff)
-        report = run_tests(ctx.sandbox, ws, instance.test_cmd, ctx.campaign.sandbox)
+        report = run_tests(ctx.sandbox, ws, instance.test_cmd, config)
     return report, critique(plan, report, diff)
 
 
@@ -262,9 +299,18 @@ def _repair(
         state.reasons.append(spent)
         return _outcome(state, OutcomeStatus.unresolved)
     pristine = prepare_pristine(ctx, instance)
+    with ctx.trace("environment", {"instance_id": instance.instance_id}):
+        problem = check_environment(ctx, instance, pristine)
+    if problem:  # before any repair work: nothing here can be fixed by a patch
+        state.reasons.append(problem)
+        return _outcome(state, OutcomeStatus.error)
     with ctx.trace("plan", {"instance_id": instance.instance_id}):
         plan = steps.plan(ctx, instance, pristine)
     state.reasons.extend(plan.notes)
+    cannot = _cannot_start(ctx, instance, plan.baseline)
+    if cannot:
+        state.reasons.append(cannot)
+        return _outcome(state, OutcomeStatus.error)
     if not plan.fail_to_pass:
         state.reasons.append("no failing target tests: nothing to repair")
         return _outcome(state, OutcomeStatus.unresolved)
@@ -280,6 +326,50 @@ def _repair(
         if outcome is not None:
             return outcome
     return _outcome(state, OutcomeStatus.unresolved)
+
+
+def check_environment(ctx: RepairContext, instance: Instance, pristine: Path) -> str | None:
+    """Why the instance's tests cannot run at all (its environment failed to build, the test
+    command cannot start in the sandbox), or None. Builds the environment if needed, then
+    costs one or two sandbox starts."""
+    try:
+        resolved = environment(ctx, instance, pristine)
+    except EnvError as exc:
+        return str(exc)
+    env, argv = split_command(instance.test_cmd)
+    if not argv:
+        return f"{instance.instance_id}: test_cmd is empty"
+    python_m_pytest = is_pytest(instance.test_cmd) and Path(argv[0]).name not in (
+        "pytest",
+        "py.test",
+    )
+    with ctx.workspaces.attempt(pristine) as ws:
+        return preflight(
+            ctx.sandbox,
+            ws,
+            argv,
+            resolved.config,
+            env,
+            label=f"{ctx.campaign.name}/{instance.instance_id}",
+            pytest_module=python_m_pytest,
+        )
+
+
+CANNOT_START = (126, 127)
+
+
+def _cannot_start(ctx: RepairContext, instance: Instance, baseline: TestReport) -> str | None:
+    """A baseline that exited 126/127 with no outcomes: a command inside the test command
+    (past what the preflight checks, e.g. after ``&&``) is missing or not executable."""
+    if baseline.exit_code not in CANNOT_START or baseline.outcomes.keys() - {instance.test_cmd}:
+        return None
+    last = baseline.log_tail.strip().splitlines()[-1:] or [""]
+    return (
+        f"{ctx.campaign.name}/{instance.instance_id}: the test command cannot start in the "
+        f"sandbox (exit {baseline.exit_code}: {last[0]}); a program it runs is not visible "
+        "there: fix: set environment.python to the interpreter or venv it needs (mounted "
+        "read-only), or environment.install to build one from the repository's requirements"
+    )
 
 
 def _run_tier(

@@ -1,0 +1,1 @@
+"""Makes the project root the pytest rootdir and keeps `unitconv` importable."""
