@@ -37,6 +37,21 @@ def _bwrap() -> Check:
     )
 
 
+def _cgroups() -> Check:
+    from patchsmith.infra.sandbox.cgroups import detect
+
+    found = detect()
+    if found.mode == "rlimit":
+        return (
+            "sandbox cgroups",
+            False,
+            f"max_procs falls back to RLIMIT_NPROC, shared by all sandboxes ({found.why}): "
+            "run as root with cgroup v1 pids or a delegated cgroup v2 with pids",
+        )
+    memory = "pids + memory" if found.memory is not None else "pids only (memory: RLIMIT_AS)"
+    return ("sandbox cgroups", True, f"{found.mode}: {memory} per sandbox under {found.pids}")
+
+
 def _docker() -> Check:
     sock = Path(
         os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
@@ -111,6 +126,7 @@ def checks() -> list[Check]:
     """Every check, in display order."""
     return [
         _bwrap(),
+        _cgroups(),
         _workspace(),
         _docker(),
         _cuda(),

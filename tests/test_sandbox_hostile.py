@@ -5,7 +5,10 @@ and the host is unaffected. Network tests only ever target a listener this test 
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import platform
 import shutil
 import socket
 import stat
@@ -19,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from patchsmith.domain import ExecResult, SandboxConfig
-from patchsmith.infra.sandbox.bwrap import BwrapSandbox
+from patchsmith.infra.sandbox import cgroups
+from patchsmith.infra.sandbox.bwrap import DENIED, BwrapSandbox, syscall_numbers
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 PY = sys.executable
@@ -238,3 +242,240 @@ def test_disk_filler_is_stopped_at_the_file_size_limit(tmp_path: Path) -> None:
     result = BwrapSandbox().run(ws, [sys.executable, "-c", code], SandboxConfig(file_mb=8))
     assert result.limit_hit == "file_size", result
     assert (ws / "big.bin").stat().st_size <= 8 * 1024 * 1024
+
+
+# ------------------------------------------------------------ per-sandbox cgroups
+
+needs_cgroups = pytest.mark.skipif(
+    cgroups.support().mode == "rlimit", reason="no usable pids cgroup (needs root + cgroups)"
+)
+
+
+def wait_for(path: Path, limit_s: float = 25) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@needs_cgroups
+def test_a_fork_bomb_does_not_starve_a_concurrent_sandbox(tmp_path: Path) -> None:
+    # Both run as uid 65534. With RLIMIT_NPROC (per uid) the bomb's 40 processes would make
+    # the other sandbox's forks fail; with a pids cgroup each sandbox has its own 40.
+    bomb_ws, other_ws = (tmp_path / "bomb", tmp_path / "other")
+    for path in (bomb_ws, other_ws):
+        path.mkdir()
+        os.chown(path, 65534, 65534)
+    bomb = (
+        "import os, sys, time\n"
+        "try:\n"
+        "    while True:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "except OSError as exc:\n"
+        "    open('full', 'w').close()\n"  # holds its processes until the host says so
+        "    while not os.path.exists('release'):\n"
+        "        time.sleep(0.02)\n"
+        "    sys.exit(f'fork: {exc}')\n"
+    )
+    ordinary = (
+        "import subprocess, threading\n"
+        "procs = [subprocess.Popen(['sh', '-c', 'echo $$']) for _ in range(5)]\n"
+        "threads = [threading.Thread(target=sum, args=([1],)) for _ in range(5)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(sum(p.wait() == 0 for p in procs))\n"
+    )
+    config = SandboxConfig(timeout_s=60, max_procs=40)
+    got: dict[str, ExecResult] = {}
+    thread = threading.Thread(
+        target=lambda: got.setdefault("bomb", BwrapSandbox().run(bomb_ws, [PY, "-c", bomb], config))
+    )
+    thread.start()
+    try:
+        assert wait_for(bomb_ws / "full"), "the bomb never reached its limit"
+        other = BwrapSandbox().run(other_ws, [PY, "-c", ordinary], config)
+    finally:
+        (bomb_ws / "release").touch()
+        thread.join()
+    assert other.exit_code == 0 and other.stdout_tail.splitlines()[-1] == "5", other
+    assert got["bomb"].limit_hit == "procs" and got["bomb"].exit_code not in (0, None)
+    assert "Resource temporarily unavailable" in got["bomb"].stderr_tail
+
+
+@needs_cgroups
+@pytest.mark.skipif(cgroups.support().memory is None, reason="no memory cgroup")
+def test_memory_spread_over_processes_hits_the_sandbox_memory_cgroup(ws: Path) -> None:
+    # Each child stays under RLIMIT_AS (200 MB per process); together they pass the
+    # sandbox's 200 MB memory cgroup, which OOM-kills one: limit_hit is "memory".
+    child = "import time; b = b'x' * 120_000_000; time.sleep(30)"
+    code = (
+        "import subprocess, sys\n"
+        f"ps = [subprocess.Popen([sys.executable, '-c', {child!r}]) for _ in range(4)]\n"
+        "sys.exit(max(abs(p.wait()) for p in ps))\n"
+    )
+    r = run(ws, code, memory_mb=200, timeout_s=60)
+    assert r.limit_hit == "memory" and r.exit_code not in (0, None), r
+
+
+@needs_cgroups
+def test_cgroups_of_a_killed_process_are_reaped_and_live_ones_kept(tmp_path: Path) -> None:
+    # A child makes a sandbox cgroup, starts a process in it and is SIGKILLed.
+    code = (
+        "import os, subprocess\n"
+        "from patchsmith.infra.sandbox.cgroups import open_cgroup\n"
+        "g = open_cgroup(10, 100)\n"
+        "quiet = subprocess.DEVNULL  # the sleep must not hold our pipes open\n"
+        "p = subprocess.Popen([*g.prefix(), 'sleep', '1000'], stdout=quiet, stderr=quiet)\n"
+        "while str(p.pid) not in open(g.groups[0] / 'cgroup.procs').read(): pass\n"
+        "print(p.pid, *g.groups, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    pid, *groups = proc.stdout.split()
+    assert groups and all(Path(g).is_dir() for g in groups)
+    assert Path(f"/proc/{pid}").exists()
+    mine = cgroups.open_cgroup(10, 100)
+    assert mine is not None
+    try:
+        assert cgroups.reap_stale(cgroups.support()) >= 1
+        assert not any(Path(g).exists() for g in groups)
+        assert all(g.is_dir() for g in mine.groups)  # a live process's group stays
+    finally:
+        mine.close()
+    assert not any(g.exists() for g in mine.groups)
+    for _ in range(200):  # killed; its zombie is reaped by init
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text():
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail(f"sleep {pid} survived the reap")
+
+
+@needs_cgroups
+def test_cgroup_is_removed_after_the_run(ws: Path) -> None:
+    found = cgroups.support()
+    assert found.pids is not None
+    before = {p.name for p in found.pids.iterdir() if p.is_dir()}
+    r = run(ws, "import subprocess; subprocess.Popen(['setsid', 'sleep', '100'])")
+    assert r.exit_code == 0
+    assert {p.name for p in found.pids.iterdir() if p.is_dir()} == before
+
+
+# ---------------------------------------------------------------- seccomp denylist
+
+SYSCALL_PROBE = """
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+BAD = ctypes.c_void_p(1)  # an unmapped address: nothing is ever really done
+# Arguments for which an unfiltered kernel answers something else than EPERM for an
+# unprivileged caller (EFAULT, EBADF, EINVAL, success), so EPERM here is the filter's.
+ARGS = {
+    "umount2": (BAD, 0xFFFF), "personality": (0x0040000,), "io_uring_setup": (1, BAD),
+    "userfaultfd": (1,), "keyctl": (0, -3, 0), "setns": (-1, 0), "syslog": (10, 0, 0),
+    "io_uring_enter": (-1, 0, 0, 0, 0, 0), "io_uring_register": (-1, 0, 0, 0),
+    "bpf": (9999, 0, 0), "perf_event_open": (BAD, 0, -1, -1, 0), "vhangup": (),
+    "clock_settime": (99, BAD), "clock_adjtime": (99, BAD), "adjtimex": (BAD,),
+    "open_by_handle_at": (-1, BAD, 0), "name_to_handle_at": (-1, BAD, BAD, BAD, 0xFFFFFFFF),
+    "lookup_dcookie": (0, BAD, 0), "iopl": (99,), "ioperm": (0, 0, 0), "acct": (BAD,),
+    "quotactl_fd": (-1, 0, 0, 0), "clone3": (BAD, 0),
+}
+out = {}
+for name, nr in json.loads(sys.argv[1]).items():
+    args = [a if isinstance(a, ctypes.c_void_p) else ctypes.c_long(a)
+            for a in ARGS.get(name, (BAD, BAD, BAD, 0xFFFFFFFF, BAD))]
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(nr), *args)
+    out[name] = "ok" if ret >= 0 else ctypes.get_errno()
+out["personality(query)"] = libc.syscall(ctypes.c_long(int(sys.argv[2])), ctypes.c_long(0xFFFFFFFF))
+print(json.dumps(out))
+"""
+
+
+def test_seccomp_refuses_each_denied_syscall(ws: Path) -> None:
+    machine = platform.machine()
+    if machine not in ("x86_64", "aarch64"):
+        pytest.skip(f"no seccomp table for {machine}")
+    nums = syscall_numbers(machine)
+    probe = {name: nums[name] for name, *_ in DENIED if name in nums}
+    probe["clone3"] = nums["clone3"]
+    probe["personality"] = nums["personality"]
+    argv = [PY, "-c", SYSCALL_PROBE, json.dumps(probe), str(nums["personality"])]
+    r = BwrapSandbox().run(ws, argv, SandboxConfig(timeout_s=30))
+    assert r.exit_code == 0, r.stderr_tail
+    got = json.loads(r.stdout_tail)
+    expected = {name: errno.EPERM for name in probe}
+    expected["clone3"] = errno.ENOSYS
+    assert got.pop("personality(query)") >= 0  # the default persona stays allowed
+    assert got == expected
+
+
+def test_ordinary_python_still_works_under_the_filter(ws: Path) -> None:
+    code = (
+        "import multiprocessing as mp, subprocess, threading, os\n"
+        "def sq(x):\n    return x * x\n"
+        "if __name__ == '__main__':\n"
+        "    t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
+        "    print(subprocess.run(['sh', '-c', 'echo sub'], capture_output=True, text=True)"
+        ".stdout.strip())\n"
+        "    with mp.Pool(2) as pool:\n        print(sum(pool.map(sq, range(10))))\n"
+        "    q = mp.Queue(); p = mp.Process(target=q.put, args=('queued',)); p.start()\n"
+        "    print(q.get(timeout=20)); p.join()\n"
+        "    s = os.statvfs('/dev/shm'); print(s.f_blocks * s.f_frsize)\n"
+    )
+    (ws / "main.py").write_text(code)
+    r = BwrapSandbox().run(ws, [PY, "main.py"], SandboxConfig(timeout_s=60, tmp_mb=32))
+    assert r.exit_code == 0, r.stderr_tail
+    assert r.stdout_tail.split() == ["thread", "sub", "285", "queued", str(32 * 1024 * 1024)]
+
+
+# ------------------------------------------------------------- disk per attempt
+
+needs_overlay = pytest.mark.skipif(os.geteuid() != 0, reason="overlay attempts need root")
+
+
+def mounts_under(root: Path) -> list[str]:
+    return [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(str(root))
+    ]
+
+
+def attempt_run(tmp_path: Path, code: str, **limits: int) -> ExecResult:
+    """Run ``code`` in a real overlay attempt (bounded by disk_mb / inodes) under bwrap."""
+    from patchsmith.infra.workspace import WorkspaceManager
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "keep.txt").write_text("pristine")
+    manager = WorkspaceManager(tmp_path / "work", method="overlay")
+    pristine = src
+    os.chown(pristine, 65534, 65534)
+    config = SandboxConfig(timeout_s=60, **limits)  # type: ignore[arg-type]
+    with manager.attempt(pristine, disk_mb=config.disk_mb, inodes=config.inodes) as ws:
+        result = BwrapSandbox().run(ws, [PY, "-c", code], config)
+    assert mounts_under(manager.root) == []
+    assert list((manager.root / "attempts").iterdir()) == []
+    assert (src / "keep.txt").read_text() == "pristine" and len(list(src.iterdir())) == 1
+    return result
+
+
+@needs_overlay
+def test_disk_filler_of_many_small_files_hits_the_attempt_disk_limit(tmp_path: Path) -> None:
+    # Each file is under file_mb, so only the attempt's 16 MB writable layer stops it.
+    code = "for i in range(40):\n    open(f'f{i}', 'wb').write(b'x' * 1_000_000)\n"
+    r = attempt_run(tmp_path, code, file_mb=1, disk_mb=16)
+    assert r.exit_code not in (0, None) and r.limit_hit == "disk", r
+    assert "No space left on device" in r.stderr_tail
+
+
+@needs_overlay
+def test_inode_bomb_hits_the_attempt_disk_limit(tmp_path: Path) -> None:
+    code = "import os\nos.mkdir('d')\nfor i in range(5000):\n    open(f'd/{i}', 'w').close()\n"
+    r = attempt_run(tmp_path, code, inodes=500)
+    assert r.exit_code not in (0, None) and r.limit_hit == "disk", r

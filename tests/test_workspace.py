@@ -198,3 +198,45 @@ def test_attempts_left_by_a_killed_process_are_unmounted_and_removed(tmp_path: P
     assert live.reaped == 1
     assert not leftover.exists()
     assert list((root / "attempts").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="overlay attempts need root")
+def test_overlay_attempt_writes_are_bounded_by_its_tmpfs(repo: Path, tmp_path: Path) -> None:
+    import errno
+
+    manager = WorkspaceManager(tmp_path / "work", method="overlay", disk_mb=8, inodes=300)
+    pristine = manager.pristine(inst(repo, "HEAD"))
+    with manager.attempt(pristine) as ws:  # the manager's defaults
+        st = os.statvfs(ws)
+        assert st.f_blocks * st.f_frsize == 8 * 1024 * 1024 and st.f_files == 300
+        with pytest.raises(OSError) as info, open(ws / "big", "wb") as f:
+            for _ in range(9):
+                f.write(b"x" * (1 << 20))
+                f.flush()
+        assert info.value.errno == errno.ENOSPC
+    with manager.attempt(pristine, disk_mb=4, inodes=100) as ws:  # per attempt
+        st = os.statvfs(ws)
+        assert st.f_blocks * st.f_frsize == 4 * 1024 * 1024 and st.f_files == 100
+    assert list((manager.root / "attempts").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="overlay attempts need root")
+def test_reaping_a_killed_attempt_unmounts_overlay_and_tmpfs(tmp_path: Path) -> None:
+    root, lower = tmp_path / "ws", tmp_path / "lower"
+    lower.mkdir()
+    code = (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from patchsmith.infra.workspace import WorkspaceManager\n"
+        f"m = WorkspaceManager(Path({str(root)!r}), method='overlay')\n"
+        f"with m.attempt(Path({str(lower)!r})) as ws:\n"
+        "    print(ws, flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    merged = Path(proc.stdout.strip())
+    assert os.path.ismount(merged) and os.path.ismount(merged.parent)  # overlay on tmpfs
+    assert WorkspaceManager(root, method="overlay").reaped == 1
+    assert not merged.parent.exists()
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(root) not in mounts

@@ -21,7 +21,7 @@ from typing import Literal
 
 from patchsmith.domain import ExecResult, SandboxConfig
 
-LimitHit = Literal["timeout", "memory", "procs", "file_size", "output"]
+LimitHit = Literal["timeout", "memory", "procs", "file_size", "disk", "output"]
 
 # What a process prints when RLIMIT_AS refused memory (Python, C, C++, bash, node, java).
 _MEMORY_SIGNS = re.compile(
@@ -33,8 +33,10 @@ _MEMORY_SIGNS = re.compile(
 _FSIZE_SIGNS = re.compile(rb"File too large|EFBIG")
 _PROCS_SIGNS = re.compile(
     rb"Resource temporarily unavailable|BlockingIOError|can't start new thread|"
-    rb"fork: retry|EAGAIN",
+    rb"fork: retry|EAGAIN|cannot fork|Cannot fork",
 )
+# What a write reports when the attempt's tmpfs (or the private /tmp) is full.
+_DISK_SIGNS = re.compile(rb"No space left on device|ENOSPC|Disk quota exceeded|EDQUOT")
 
 
 def python_bin_dirs() -> list[str]:
@@ -46,15 +48,15 @@ def python_bin_dirs() -> list[str]:
     return dirs
 
 
-def sandbox_path() -> str:
-    """PATH inside the sandbox: the interpreter's bin dirs, then the system's."""
-    return os.pathsep.join([*python_bin_dirs(), "/usr/local/bin", "/usr/bin", "/bin"])
+def sandbox_path(prepend: Sequence[str] = ()) -> str:
+    """PATH inside the sandbox: ``prepend``, the interpreter's bin dirs, then the system's."""
+    return os.pathsep.join([*prepend, *python_bin_dirs(), "/usr/local/bin", "/usr/bin", "/bin"])
 
 
-def base_env() -> dict[str, str]:
+def base_env(prepend: Sequence[str] = ()) -> dict[str, str]:
     """A cleared environment: no host variables (and so no credentials) leak in."""
     return {
-        "PATH": sandbox_path(),
+        "PATH": sandbox_path(prepend),
         "HOME": "/tmp",
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -62,14 +64,20 @@ def base_env() -> dict[str, str]:
     }
 
 
-def prlimit_prefix(config: SandboxConfig) -> list[str]:
-    """argv prefix applying memory/process/cpu limits with util-linux prlimit."""
+def prlimit_prefix(config: SandboxConfig, nproc: bool = True) -> list[str]:
+    """argv prefix applying memory/process/cpu limits with util-linux prlimit.
+
+    ``nproc=False`` where a pids cgroup limits processes: RLIMIT_NPROC counts the whole
+    (shared) uid, so it is left as inherited (raising it needs CAP_SYS_RESOURCE, which a
+    container's root often lacks), never set to max_procs.
+    """
     mem = config.memory_mb * 1024 * 1024
     cpu = int(config.timeout_s) + 1
+    procs = [f"--nproc={config.max_procs}"] if nproc else []
     return [
         "prlimit",
         f"--as={mem}",
-        f"--nproc={config.max_procs}",
+        *procs,
         f"--cpu={cpu}",
         f"--fsize={config.file_mb * 1024 * 1024}",
         "--core=0",
@@ -159,20 +167,31 @@ def capture(
     return out
 
 
-def classify(captured: Captured, exit_code: int | None) -> LimitHit | None:
+def classify(
+    captured: Captured,
+    exit_code: int | None,
+    kernel_hit: LimitHit | None = None,
+    full: bool = False,
+) -> LimitHit | None:
     """Which limit (if any) explains how the command ended, as reliably as output allows.
 
-    A timeout is certain; memory and process limits are inferred from what the failing
-    program printed (MemoryError, EAGAIN) together with a non-zero exit.
+    A timeout is certain. ``kernel_hit`` is what the sandbox's cgroup counted (an OOM kill,
+    a refused fork) and ``full`` what statvfs of the workspace says; both count only
+    with a non-zero exit. Otherwise limits are inferred from what the failing program
+    printed (MemoryError, EAGAIN, ENOSPC) together with a non-zero exit.
     """
     if captured.timed_out:
         return "timeout"
     if exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
         return "file_size"
     if exit_code not in (0, None):
+        if kernel_hit is not None:
+            return kernel_hit
         text = captured.stderr + captured.stdout
         if _FSIZE_SIGNS.search(text):  # programs that ignore SIGXFSZ (Python) get EFBIG
             return "file_size"
+        if full or _DISK_SIGNS.search(text):
+            return "disk"
         if _PROCS_SIGNS.search(text):
             return "procs"
         if _MEMORY_SIGNS.search(text):
@@ -182,15 +201,33 @@ def classify(captured: Captured, exit_code: int | None) -> LimitHit | None:
     return None
 
 
+def disk_full(workspace: Path) -> bool:
+    """No room left where ``workspace`` lives (an overlay reports its upper fs: the
+    attempt's tmpfs): under 1% of its blocks or inodes free."""
+    try:
+        st = os.statvfs(workspace)
+    except OSError:  # the workspace went away: nothing to say
+        return False
+    low_blocks = st.f_blocks > 0 and st.f_bavail * 100 < st.f_blocks
+    low_inodes = st.f_files > 0 and st.f_favail * 100 < st.f_files
+    return low_blocks or low_inodes
+
+
 def exec_result(
-    backend: str, argv: Sequence[str], got: Captured, code: int | None, start: float
+    backend: str,
+    argv: Sequence[str],
+    got: Captured,
+    code: int | None,
+    start: float,
+    kernel_hit: LimitHit | None = None,
+    full: bool = False,
 ) -> ExecResult:
     """The ExecResult of a finished (or killed) command, with its limit classified."""
     return ExecResult(
         argv=list(argv),
         exit_code=code,
         timed_out=got.timed_out,
-        limit_hit=classify(got, code),
+        limit_hit=classify(got, code, kernel_hit, full),
         duration_s=time.monotonic() - start,
         stdout_tail=tail(got.stdout, len(got.stdout)),
         stderr_tail=tail(got.stderr, len(got.stderr)),
