@@ -97,10 +97,18 @@ class WorkspaceManager:
         root: Path,
         sandbox_uid: int = SANDBOX_UID,
         method: Literal["auto", "overlay", "copy"] = "auto",
+        disk_mb: int = 1024,
+        inodes: int = 65536,
     ) -> None:
-        """``method`` "auto" probes overlayfs once; "copy" forces full copies."""
+        """``method`` "auto" probes overlayfs once; "copy" forces full copies.
+
+        ``disk_mb`` / ``inodes``: default bounds of one overlay attempt's writable layer
+        (SandboxConfig.disk_mb / inodes); :meth:`attempt` can override them.
+        """
         self.root = Path(root).resolve()
         self.sandbox_uid = sandbox_uid
+        self.disk_mb = disk_mb
+        self.inodes = inodes
         for sub in ("repos", "pristine", "attempts"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
@@ -119,9 +127,9 @@ class WorkspaceManager:
             pid = base.name.split("-", 1)[0]
             if pid.isdigit() and _alive(int(pid)):
                 continue
-            merged = base / "merged"
-            if os.path.ismount(merged):
-                _umount(merged)
+            for mount in (base / "merged", base):  # the overlay, then the tmpfs under it
+                if os.path.ismount(mount):
+                    _umount(mount)
             shutil.rmtree(base, ignore_errors=True)
             reaped += 1
         if reaped:
@@ -267,16 +275,32 @@ class WorkspaceManager:
             shutil.rmtree(base, ignore_errors=True)
 
     @contextlib.contextmanager
-    def attempt(self, pristine: Path) -> Iterator[Path]:
-        """A writable throwaway copy of ``pristine``, unmounted and deleted on exit."""
+    def attempt(
+        self, pristine: Path, *, disk_mb: int | None = None, inodes: int | None = None
+    ) -> Iterator[Path]:
+        """A writable throwaway copy of ``pristine``, unmounted and deleted on exit.
+
+        Overlay mode bounds what the attempt may write: upper/ and work/ live on a tmpfs
+        of ``disk_mb`` MiB and ``inodes`` inodes mounted at the attempt's directory, so a
+        full disk is this attempt's ENOSPC, not the host's. (Copy mode has no such bound.)
+        """
         pristine = Path(pristine)
         if not pristine.is_dir():
             raise WorkspaceError(f"pristine tree {pristine} does not exist")
+        size_mb = self.disk_mb if disk_mb is None else disk_mb
+        nr_inodes = self.inodes if inodes is None else inodes
         base = self.root / "attempts" / f"{os.getpid()}-{uuid.uuid4().hex[:16]}"
         base.mkdir()
-        mounted: Path | None = None
+        mounts: list[Path] = []  # unmounted in reverse
         try:
             if self.method == "overlay":
+                opts = f"size={size_mb}m,nr_inodes={nr_inodes},mode=0755"
+                if _libc.mount(b"tmpfs", str(base).encode(), b"tmpfs", 0, opts.encode()) != 0:
+                    err = ctypes.get_errno()
+                    raise WorkspaceError(
+                        f"cannot mount the attempt's tmpfs on {base}: {os.strerror(err)}"
+                    )
+                mounts.append(base)
                 upper, work, merged = base / "upper", base / "work", base / "merged"
                 for d in (upper, work, merged):
                     d.mkdir()
@@ -287,7 +311,7 @@ class WorkspaceManager:
                     _mount_overlay(pristine, upper, work, merged)
                 except OSError as exc:
                     raise WorkspaceError(f"cannot mount attempt workspace: {exc}") from exc
-                mounted = merged
+                mounts.append(merged)
                 yield merged
             else:
                 copy = base / "copy"
@@ -300,7 +324,7 @@ class WorkspaceManager:
                 yield copy
         finally:
             try:
-                if mounted is not None:
-                    _umount(mounted)
+                while mounts:
+                    _umount(mounts.pop())
             finally:
                 shutil.rmtree(base, ignore_errors=True)
