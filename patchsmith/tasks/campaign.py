@@ -69,7 +69,9 @@ def open_session(
     ctx = RepairContext(
         campaign=campaign,
         sandbox=get_sandbox(campaign.sandbox.backend),
-        workspaces=WorkspaceManager(home / "workspaces"),
+        workspaces=WorkspaceManager(
+            home / "workspaces", disk_mb=campaign.sandbox.disk_mb, inodes=campaign.sandbox.inodes
+        ),
         store=store,
     )
     return Session(
