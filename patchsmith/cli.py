@@ -6,9 +6,12 @@ pointed them at the data directory, so ``patchsmith --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,58 +32,11 @@ app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in the sandbox (debugging).")
 app.add_typer(adapters_app, name="adapters", help="The LoRA adapter registry.")
 console = Console(stderr=True)
-STATUS_STYLE = {"resolved": "green", "unresolved": "yellow", "error": "red", "running": "cyan"}
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
-
-
-class LiveBoard:
-    """A live table of instances, fed by progress events from the flow's threads."""
-
-    def __init__(self, instance_ids: list[str]) -> None:
-        self.rows: dict[str, dict[str, Any]] = {
-            i: {"status": "queued", "attempts": 0, "tier": "", "note": ""} for i in instance_ids
-        }
-        self.lock = threading.Lock()
-
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        with self.lock:
-            if event == "instance_started":
-                self.rows[data["instance_id"]]["status"] = "running"
-            elif event == "attempt":
-                row = self.rows[data["instance_id"]]
-                attempt = data["attempt"]
-                row.update(attempts=attempt.number, tier=attempt.tier, note=attempt.status.value)
-            elif event == "instance_done":
-                o = data["outcome"]
-                note = (o.reasons[-1] if o.reasons else "")[:70]
-                self.rows[o.instance_id].update(
-                    status=o.status.value, attempts=o.attempts, tier=o.tier or "", note=note
-                )
-
-    def render(self) -> Table:
-        table = Table(title="patchsmith campaign", expand=False)
-        for col in ("instance", "status", "tier", "attempts"):
-            table.add_column(col, justify="right" if col == "attempts" else "left", no_wrap=True)
-        table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=60)
-        with self.lock:
-            done = sum(
-                r["status"] in ("resolved", "unresolved", "error") for r in self.rows.values()
-            )
-            for iid, row in self.rows.items():
-                style = STATUS_STYLE.get(row["status"], "dim")
-                table.add_row(
-                    iid,
-                    f"[{style}]{row['status']}[/{style}]",
-                    row["tier"],
-                    str(row["attempts"]),
-                    row["note"],
-                )
-        table.caption = f"{done}/{len(self.rows)} finished"
-        return table
 
 
 @app.command()
@@ -95,55 +51,193 @@ def run(
     ] = False,
     tracking: Annotated[bool, typer.Option(help="Record runs in MLflow.")] = True,
 ) -> None:
-    """Run a campaign: repair every instance, write outcomes.jsonl, predictions.jsonl, patches/."""
+    """Run a campaign: repair every instance, write outcomes.jsonl, predictions.jsonl, patches/.
+
+    Ctrl-C or SIGTERM stops it cleanly (finished attempts recorded, exit 130/143); run it
+    again to resume. A second Ctrl-C exits at once.
+    """
     from patchsmith.config import load_campaign
     from patchsmith.infra.settings import configure
 
-    configure()
+    home = configure()
     try:
         parsed = load_campaign(campaign)
     except PatchsmithError as exc:
         raise fail(str(exc)) from None
-    from patchsmith import progress
-    from patchsmith.flows.run_campaign import run_campaign
-
-    board = LiveBoard([i.instance_id for i in parsed.instances])
-    unsubscribe = progress.subscribe(board)
+    stops = Stops()
     try:
-        with Live(board.render(), console=console, refresh_per_second=4) as live:
-            stop = threading.Event()
-
-            def refresh() -> None:
-                while not stop.wait(0.25):
-                    live.update(board.render())
-
-            ticker = threading.Thread(target=refresh, daemon=True)
-            ticker.start()
-            try:
-                result = run_campaign(
-                    str(campaign),
-                    out=str(out) if out else None,
-                    concurrency=concurrency,
-                    redo=redo,
-                    tracking=tracking,
-                )
-            finally:
-                stop.set()
-                ticker.join()
-                live.update(board.render())
+        try:
+            stops.server = start_api(home)
+        except PatchsmithError as exc:
+            raise fail(str(exc), 1) from None
+        state = _run_flow(parsed.instances, campaign, out, concurrency, redo, tracking, stops)
+    finally:
+        shutdown_api(stops.server)
+        stops.restore()
+    if stops.signum is not None:
+        name = signal.Signals(stops.signum).name
+        console.print(
+            f"[magenta]interrupted[/magenta] ({name}): {stops.finished}/{len(parsed.instances)} "
+            "instance(s) finished; every finished attempt is recorded. Run the same command "
+            "again to resume.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + stops.signum)
+    try:
+        result = state.result()
     except PatchsmithError as exc:
         raise fail(str(exc), 1) from None
-    finally:
-        unsubscribe()
     outcomes = result["outcomes"]
     resolved = sum(o["status"] == "resolved" for o in outcomes)
     errors = sum(o["status"] == "error" for o in outcomes)
     console.print(
         f"[bold]{resolved}/{len(outcomes)} resolved[/bold], {errors} error(s). "
-        f"Outputs in {result['out_dir']} (outcomes.jsonl, predictions.jsonl, patches/, summary.md)"
+        f"Outputs in {result['out_dir']} (outcomes.jsonl, predictions.jsonl, patches/, summary.md)",
+        soft_wrap=True,  # one line, never wrapped into the middle of a path
     )
     if errors:
         raise typer.Exit(1)
+
+
+def _run_flow(
+    instances: list[Any],
+    campaign: Path,
+    out: Path | None,
+    concurrency: int | None,
+    redo: bool,
+    tracking: bool,
+    stops: Stops,
+) -> Any:
+    """The flow with a display: a live table in a terminal, plain lines otherwise."""
+    from patchsmith import progress
+    from patchsmith.flows.run_campaign import run_campaign
+    from patchsmith.live import LiveBoard, PlainLog
+
+    board = LiveBoard([i.instance_id for i in instances])
+    stops.board = board
+    unsubscribe = progress.subscribe(board)
+    plain = None if console.is_terminal else progress.subscribe(PlainLog(sys.stderr))
+
+    def flow() -> Any:
+        return run_campaign(
+            str(campaign),
+            out=str(out) if out else None,
+            concurrency=concurrency,
+            redo=redo,
+            tracking=tracking,
+            return_state=True,
+        )
+
+    try:
+        if console.is_terminal:
+            with Live(board, console=console, refresh_per_second=4):
+                return _off_main_thread(flow)
+        return _off_main_thread(flow)
+    finally:
+        unsubscribe()
+        if plain is not None:
+            plain()
+
+
+def _off_main_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a thread while the main thread waits, free to handle signals.
+
+    Prefect's flow engine replaces the SIGTERM handler of the thread it runs in when that is
+    the main thread (it raises TerminationSignal mid-flow); off the main thread it cannot,
+    so SIGTERM and SIGINT both reach ``Stops`` and become a clean stop.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the main thread, re-raised there
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="patchsmith-flow", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.25)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class Stops:
+    """Ctrl-C / SIGTERM for ``run``: the first asks for a clean stop, the second exits now.
+
+    Signal handlers run in the main thread only, so they live here; the flow and the tasks
+    just check ``running.stop_requested()``. The handler writes with ``os.write`` (a print
+    could re-enter a stream the main thread is writing to).
+    """
+
+    def __init__(self) -> None:
+        from patchsmith.infra.prefect_server import Server
+        from patchsmith.live import LiveBoard
+
+        self.signum: int | None = None
+        self.server: Server | None = None
+        self.board: LiveBoard | None = None
+        self._previous = {
+            s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    @property
+    def finished(self) -> int:
+        return self.board.finished() if self.board else 0
+
+    def _handle(self, signum: int, frame: object) -> None:
+        from patchsmith.infra.sandbox import running
+
+        if self.signum is None:
+            self.signum = signum
+            running.request_stop()
+            os.write(2, b"\nstopping: no new attempts; running sandboxes killed; finished "
+                        b"attempts are kept (press Ctrl-C again to exit at once)\n")  # fmt: skip
+            return
+        running.kill_all()
+        if self.server is not None:
+            self.server.kill()
+        os.write(2, b"\nexiting at once\n")
+        os._exit(128 + self.signum)
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def start_api(home: Path) -> Any:
+    """Our own ephemeral Prefect API (see ``infra/prefect_server``), unless one is set."""
+    from patchsmith.infra import prefect_server
+
+    if os.environ.get("PREFECT_API_URL"):
+        prefect_server.reap_dead_runs(home)
+        return None
+    if "prefect" in sys.modules:  # settings are read at import: too late to point them
+        raise PatchsmithError("internal: prefect was imported before the API was chosen")
+    server = prefect_server.start(home)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server
+
+
+def shutdown_api(server: Any) -> None:
+    """Flush Prefect's event and log workers while the API is up, then stop the API.
+
+    Afterwards Prefect's loggers are quieted: anything its exit hooks still try to send
+    would only print errors about a server that is gone on purpose.
+    """
+    if "prefect" in sys.modules:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        try:
+            EventsWorker.drain_all(timeout=5)
+            APILogWorker.drain_all(timeout=5)
+        finally:
+            for name in ("prefect", "httpx", "httpcore"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+    if server is not None:
+        server.stop()
 
 
 @app.command()

@@ -10,6 +10,8 @@ PatchsmithError
 │   ├── WorkspaceError     a workspace could not be created
 │   └── ModelUnavailable   a model server is unreachable / overloaded
 ├── StoreError             the provenance store refused (bad URL, newer schema, corrupt)
+├── Interrupted            a clean stop was asked for (Ctrl-C, SIGTERM): the work in progress
+│                          is dropped, not recorded, so a re-run resumes it
 └── MissingExtra           an optional dependency is not installed; says what to install
 """
 
@@ -54,6 +56,15 @@ class ModelUnavailable(InfraError):
 
 class StoreError(PatchsmithError):
     """The provenance store cannot be used as configured."""
+
+
+class Interrupted(PatchsmithError):
+    """A stop was requested; raised by the repair loop instead of starting or judging work.
+
+    A candidate whose sandbox run the stop killed is not an attempt (it was never really
+    tested), and an instance stopped mid-way gets no outcome: the next run resumes it after
+    its recorded attempts.
+    """
 
 
 class MissingExtra(PatchsmithError):

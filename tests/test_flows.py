@@ -173,3 +173,28 @@ def test_sigkill_mid_campaign_then_resume_loses_and_repeats_nothing(tmp_path: Pa
     # The outcome counts the attempts of the killed run too, exactly as recorded.
     for row in rows:
         assert row["attempts"] == recorded[final[row["instance_id"]]]
+
+
+def test_a_stop_ends_the_flow_cancelled_with_the_campaign_interrupted(
+    prefect_harness: None, home: Path, tmp_path: Path
+) -> None:
+    from patchsmith.flows.run_campaign import run_campaign
+    from patchsmith.infra.sandbox import running
+    from patchsmith.infra.store import Store
+
+    make_stats_project(tmp_path)
+    campaign = write_campaign(tmp_path, name="stopped")
+    running.request_stop()  # as the CLI's Ctrl-C handler does; here before any instance
+    try:
+        state = run_campaign(
+            str(campaign), out=str(tmp_path / "out"), tracking=False, return_state=True
+        )
+    finally:
+        running.reset()
+    assert state.is_cancelled(), state
+    assert "interrupted: 0/2 instance(s) finished" in (state.message or "")
+    with Store.open(home=home) as store:
+        [row] = store.campaign_runs("stopped")
+        assert row["status"] == "interrupted"
+        assert store.instance_runs(row["id"]) == [], "no instance started after the stop"
+        assert store.outcomes(row["id"]) == []

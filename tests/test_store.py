@@ -397,3 +397,18 @@ def test_foreign_tables_are_not_adopted(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE attempts (id INTEGER PRIMARY KEY)")
     with pytest.raises(StoreError, match="not a patchsmith store"):
         Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+
+
+def test_interrupted_runs_keep_attempts_and_get_no_outcome(store: Store) -> None:
+    cid, rid, key = start_run(store)
+    store.record_attempt(rid, bare_attempt(1))
+    store.interrupt_instance(rid)
+    store.finish_campaign(cid, "interrupted")
+    [run] = store.instance_runs(cid)
+    assert run["status"] == "interrupted" and run["finished"] is None
+    assert store.outcome_for_run(rid) is None and store.find_outcome(key) is None
+    assert store.unsynced_instance_runs() == [], "sync-tracking leaves it alone"
+    assert store.attempts_for_key(key) == [bare_attempt(1)], "the next run resumes after it"
+    assert [c["status"] for c in store.campaign_runs()] == ["interrupted"]
+    with pytest.raises(StoreError, match="no instance run"):
+        store.interrupt_instance("nope")

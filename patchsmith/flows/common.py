@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from prefect.artifacts import (
@@ -11,6 +12,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
 
 from patchsmith.config import Campaign, load_campaign
 from patchsmith.domain import Outcome
@@ -48,6 +50,11 @@ def publish_summary(campaign: Campaign, outcomes: list[Outcome]) -> None:
     create_table_artifact(
         table=summary_rows(outcomes), key=f"{key}-instances", description="Per-instance outcomes"
     )
+
+
+def interrupted_state(message: str, data: Any = None) -> State[Any]:
+    """The state a flow or task run ends in after a stop (Ctrl-C, SIGTERM): Cancelled."""
+    return Cancelled(message=message, data=data)
 
 
 def campaign_yaml(campaign: Campaign) -> str:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.states import State
 
-from patchsmith.errors import ConfigError
+from patchsmith.errors import ConfigError, Interrupted
 from patchsmith.flows.common import (
     campaign_yaml,
     current_flow_run_id,
+    interrupted_state,
     load_inputs,
     publish_summary,
 )
+from patchsmith.infra.sandbox import running
 from patchsmith.tasks.campaign import close_session, open_session, run_instance
 from patchsmith.tasks.steps import PREFECT_STEPS
 
@@ -24,8 +27,8 @@ def repair_instance(
     out: str | None = None,
     redo: bool = False,
     tracking: bool = True,
-) -> dict[str, Any]:
-    """Repair the instance ``instance_id`` of ``campaign_file``."""
+) -> dict[str, Any] | State[Any]:
+    """Repair the instance ``instance_id`` of ``campaign_file`` (Cancelled after a stop)."""
     campaign, home, out_dir = load_inputs(campaign_file, out)
     by_id = {i.instance_id: i for i in campaign.instances}
     if instance_id not in by_id:
@@ -43,7 +46,14 @@ def repair_instance(
     )
     try:
         outcome = run_instance(session, by_id[instance_id], PREFECT_STEPS)
+    except Interrupted as exc:
+        stopped: Interrupted | None = exc
+    else:
+        stopped = None
     finally:
-        outcomes, _ = close_session(session, campaign_yaml(campaign))
+        interrupted = running.stop_requested()
+        outcomes, _ = close_session(session, campaign_yaml(campaign), interrupted=interrupted)
         publish_summary(campaign, outcomes)
+    if stopped is not None:
+        return interrupted_state(str(stopped))
     return outcome.model_dump(mode="json")

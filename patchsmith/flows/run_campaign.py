@@ -2,6 +2,11 @@
 
 Instances run as Prefect tasks, not sub-flows: a flow run costs seconds on the embedded
 SQLite API, a task milliseconds (see bench/orchestration.py).
+
+A stop (``sandbox.running.request_stop()``, from the CLI's Ctrl-C/SIGTERM handler) ends
+each instance task Cancelled without an outcome; the flow then closes the campaign as
+``interrupted`` and ends Cancelled itself. The flow only checks the flag: signal handlers
+belong to the main thread of the process, which is the CLI's.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ from prefect import flow, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from patchsmith.domain import Instance, Outcome
+from patchsmith.errors import Interrupted
 from patchsmith.flows.common import (
     artifact_key,
     campaign_yaml,
     current_flow_run_id,
+    interrupted_state,
     link_tracking_run,
     load_inputs,
     publish_summary,
 )
+from patchsmith.infra.sandbox import running
 from patchsmith.tasks.campaign import Session, close_session, open_session, run_instance
 from patchsmith.tasks.steps import PREFECT_STEPS
 
@@ -34,9 +43,13 @@ from patchsmith.tasks.steps import PREFECT_STEPS
     persist_result=False,
     task_run_name="repair {instance.instance_id}",
 )
-def repair_instance_task(session: Session, instance: Instance) -> Outcome:
-    """One instance inside a campaign (errors are recorded, then re-raised)."""
-    return run_instance(session, instance, PREFECT_STEPS)
+def repair_instance_task(session: Session, instance: Instance) -> Outcome | State[Any]:
+    """One instance inside a campaign (errors are recorded, then re-raised; a stop ends
+    the task Cancelled)."""
+    try:
+        return run_instance(session, instance, PREFECT_STEPS)
+    except Interrupted as exc:
+        return interrupted_state(str(exc))
 
 
 # Prefect 3.8's TaskRunner generic is invariant, so mypy rejects its own runner here.
@@ -47,8 +60,11 @@ def run_campaign(
     concurrency: int | None = None,
     redo: bool = False,
     tracking: bool = True,
-) -> dict[str, Any]:
-    """Repair every instance of a campaign file; write outcomes, patches and a summary."""
+) -> dict[str, Any] | State[Any]:
+    """Repair every instance of a campaign file; write outcomes, patches and a summary.
+
+    Returns the result, or a Cancelled state (with the same result as data) after a stop.
+    """
     campaign, home, out_dir = load_inputs(campaign_file, out)
     session = open_session(
         campaign,
@@ -70,11 +86,18 @@ def run_campaign(
     futures = [repair_instance_task.submit(session, inst) for inst in campaign.instances]
     for done, _future in enumerate(as_completed(futures), start=1):
         update_progress_artifact(progress, 100.0 * done / total)
-    outcomes, status = close_session(session, campaign_yaml(campaign))
+    stopped = running.stop_requested()
+    outcomes, status = close_session(session, campaign_yaml(campaign), interrupted=stopped)
     publish_summary(campaign, outcomes)
-    return {
+    result = {
         "campaign": campaign.name,
         "status": status,
         "out_dir": str(out_dir),
         "outcomes": [o.model_dump(mode="json") for o in outcomes],
     }
+    if stopped:
+        return interrupted_state(
+            f"interrupted: {len(outcomes)}/{total} instance(s) finished; run again to resume",
+            result,
+        )
+    return result

@@ -104,8 +104,17 @@ class Tracker(Protocol):
         self, run_id: str | None, outcome: Outcome, *, logs: dict[str, str]
     ) -> None: ...
 
+    def abort_instance(self, run_id: str | None) -> None:
+        """The instance was stopped before it had an outcome: close what is open, KILLED."""
+        ...
+
     def end_campaign(
-        self, run_id: str | None, outcomes: list[Outcome], *, config_yaml: str
+        self,
+        run_id: str | None,
+        outcomes: list[Outcome],
+        *,
+        config_yaml: str,
+        interrupted: bool = False,
     ) -> None: ...
 
 
@@ -153,8 +162,16 @@ class NullTracker:
     def end_instance(self, run_id: str | None, outcome: Outcome, *, logs: dict[str, str]) -> None:
         return None
 
+    def abort_instance(self, run_id: str | None) -> None:
+        return None
+
     def end_campaign(
-        self, run_id: str | None, outcomes: list[Outcome], *, config_yaml: str
+        self,
+        run_id: str | None,
+        outcomes: list[Outcome],
+        *,
+        config_yaml: str,
+        interrupted: bool = False,
     ) -> None:
         return None
 

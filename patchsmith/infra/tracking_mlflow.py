@@ -282,12 +282,20 @@ class MlflowTracker:
 
     @_guarded
     def end_campaign(
-        self, run_id: str | None, outcomes: list[Outcome], *, config_yaml: str
+        self,
+        run_id: str | None,
+        outcomes: list[Outcome],
+        *,
+        config_yaml: str,
+        interrupted: bool = False,
     ) -> None:
-        """Campaign metrics from its instance runs, the effective config; run FINISHED."""
+        """Campaign metrics from its instance runs, the effective config; run FINISHED
+        (KILLED when ``interrupted``: metrics then cover the instances that finished)."""
         if run_id is None:
             return
         try:
+            if interrupted:
+                self.client.set_tag(run_id, "patchsmith.interrupted", "true")
             self.client.log_text(run_id, config_yaml, "campaign.yaml")
             exp_id = (
                 self._run_experiment.get(run_id) or self.client.get_run(run_id).info.experiment_id
@@ -309,7 +317,7 @@ class MlflowTracker:
             self.client.log_text(run_id, json.dumps(outcome_rows, indent=1), "outcomes.json")
             self._log(run_id, metrics=metrics)
         finally:
-            self.client.set_terminated(run_id, "FINISHED")
+            self.client.set_terminated(run_id, "KILLED" if interrupted else "FINISHED")
             self.flush()
 
     def _children(self, exp_id: str, run_id: str) -> Iterator[Any]:
@@ -396,6 +404,22 @@ class MlflowTracker:
                     status="ERROR" if failed else "OK",
                 )
             self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+    @_guarded
+    def abort_instance(self, run_id: str | None) -> None:
+        """Stopped before an outcome: pending attempt metrics written, trace closed, KILLED."""
+        if run_id is None:
+            return
+        try:
+            self._last_write.pop(run_id, None)
+            self._accounts.pop(run_id, None)
+            self._write_pending(run_id)
+            self.client.set_tag(run_id, "patchsmith.interrupted", "true")
+        finally:
+            root = self._roots.pop(run_id, None)
+            if root is not None:
+                root.end(outputs={"status": "interrupted"}, status="ERROR")
+            self.client.set_terminated(run_id, "KILLED")
 
     @_guarded
     def log_attempt(self, run_id: str | None, attempt: Attempt) -> None:

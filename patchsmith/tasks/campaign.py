@@ -3,6 +3,8 @@
 ``run_instance`` is where provenance happens: it skips work already done (resume), hands
 every attempt to the store and the tracker as it finishes, and records an outcome even when
 the repair raised, before letting the error propagate so Prefect marks the task failed.
+A stop (``Interrupted``) is the exception: the instance run is marked ``interrupted`` with
+no outcome, so the next run resumes it after its recorded attempts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from patchsmith.config import Campaign
 from patchsmith.domain import Attempt, Instance, Outcome, OutcomeStatus, config_hash
-from patchsmith.infra.sandbox import get_sandbox, resolve_backend
+from patchsmith.errors import Interrupted
+from patchsmith.infra.sandbox import get_sandbox, resolve_backend, running
 from patchsmith.infra.store import Store
 from patchsmith.infra.tracking import Tracker, make_tracker
 from patchsmith.infra.workspace import WorkspaceManager
@@ -108,6 +111,8 @@ def run_instance(session: Session, instance: Instance, steps: Steps = DIRECT) ->
             emit("instance_done", outcome=outcome, skipped=True)
             return outcome
     with session.slots:
+        if running.stop_requested():
+            raise Interrupted(f"{instance.instance_id}: not started, the campaign is stopping")
         return _run_fresh(session, instance, key, steps)
 
 
@@ -143,6 +148,13 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
     try:
         with tracker.step(ml_run, "repair", attributes={"instance_id": instance.instance_id}):
             outcome = repair(instance, ctx, steps, prior=prior)
+    except Interrupted:
+        try:
+            store.interrupt_instance(run_id)
+        finally:
+            tracker.abort_instance(ml_run)
+            emit("instance_interrupted", instance_id=instance.instance_id)
+        raise
     except RepairError as exc:
         error, outcome = exc.__cause__ or exc, exc.outcome
     except Exception as exc:
@@ -166,16 +178,27 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
     return outcome
 
 
-def campaign_status(outcomes: list[Outcome]) -> str:
-    """``failed`` when any instance ended in an error, else ``completed``."""
+def campaign_status(outcomes: list[Outcome], *, interrupted: bool = False) -> str:
+    """``interrupted`` after a stop, ``failed`` when an instance ended in an error, else
+    ``completed``."""
+    if interrupted:
+        return "interrupted"
     return "failed" if any(o.status == OutcomeStatus.error for o in outcomes) else "completed"
 
 
-def close_session(session: Session, config_yaml: str) -> tuple[list[Outcome], str]:
-    """Finish the campaign records and write the summary; returns outcomes and status."""
+def close_session(
+    session: Session, config_yaml: str, *, interrupted: bool = False
+) -> tuple[list[Outcome], str]:
+    """Finish the campaign records and write the summary; returns outcomes and status.
+
+    ``interrupted``: a stop was requested; the outcomes are those of finished instances, the
+    tracking run ends KILLED and the store's campaign run ``interrupted``.
+    """
     outcomes = session.writer.outcomes()
-    status = campaign_status(outcomes)
+    status = campaign_status(outcomes, interrupted=interrupted)
     session.writer.write_summary(session.campaign.name)
-    session.tracker.end_campaign(session.campaign_run_id, outcomes, config_yaml=config_yaml)
+    session.tracker.end_campaign(
+        session.campaign_run_id, outcomes, config_yaml=config_yaml, interrupted=interrupted
+    )
     session.store.finish_campaign(session.campaign_id, status)
     return outcomes, status

@@ -30,9 +30,9 @@ from patchsmith.domain import (
     Usage,
     Verdict,
 )
-from patchsmith.errors import EditError, InfraError
+from patchsmith.errors import EditError, InfraError, Interrupted
 from patchsmith.infra.envs import EnvError, Environments, ResolvedEnv, preflight
-from patchsmith.infra.sandbox import Sandbox
+from patchsmith.infra.sandbox import Sandbox, running
 from patchsmith.infra.settings import home as data_home
 from patchsmith.infra.store import Store
 from patchsmith.infra.workspace import WorkspaceManager
@@ -285,10 +285,23 @@ def repair(
     if prior:
         state.reasons.append(f"resumed after {len(prior)} recorded attempt(s)")
     try:
-        return _repair(instance, ctx, steps, state, prior)
+        outcome = _repair(instance, ctx, steps, state, prior)
+    except Interrupted:
+        raise
     except Exception as exc:
+        _check_stop(instance, exc)  # a step that failed because the stop killed it
         state.reasons.append(f"{type(exc).__name__}: {exc}")
         raise RepairError(_outcome(state, OutcomeStatus.error)) from exc
+    # An ending reached while stopping (a plan whose baseline was killed, say) is not
+    # trusted: the instance gets no outcome and the next run resumes it.
+    _check_stop(instance)
+    return outcome
+
+
+def _check_stop(instance: Instance, cause: BaseException | None = None) -> None:
+    """Raise Interrupted once a stop is requested (Ctrl-C, SIGTERM); see errors.Interrupted."""
+    if running.stop_requested():
+        raise Interrupted(f"{instance.instance_id}: stopped before it finished") from cause
 
 
 def _repair(
@@ -386,6 +399,7 @@ def _run_tier(
     feedback: list[str] = []
     budget = ctx.campaign.budget
     while True:
+        _check_stop(state.instance)
         spent = budget_left(budget, state.spend)
         if spent:
             state.reasons.append(spent)
@@ -408,6 +422,7 @@ def _run_tier(
                 return None
             return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
         for candidate in round_:
+            _check_stop(state.instance)
             outcome = _try(ctx, steps, state, plan, pristine, tier, generator, candidate, feedback)
             if outcome is not None:
                 return outcome
@@ -428,7 +443,10 @@ def _try(
     candidate: Candidate,
     feedback: list[str],
 ) -> Outcome | None:
-    """Test and judge one candidate; record the attempt; verify and finish if accepted."""
+    """Test and judge one candidate; record the attempt; verify and finish if accepted.
+
+    A test run a stop cut short is no verdict: Interrupted, and no attempt is recorded.
+    """
     started, t0 = time.time(), time.monotonic()
     state.tried.add(candidate.candidate_id)
     report: TestReport | None = None
@@ -436,14 +454,18 @@ def _try(
     try:
         with ctx.trace("sandbox-test", {"candidate": candidate.candidate_id}):
             report = steps.test(ctx, state.instance, plan, pristine, candidate)
+        _check_stop(state.instance)
         with ctx.trace("critique", {"candidate": candidate.candidate_id}):
             crit = steps.critique(plan, report, candidate, pristine, generator)
+    except Interrupted:
+        raise
     except EditError as exc:
         error = f"{type(exc).__name__}: {exc}"
         _record(ctx, state, tier, candidate, report, None, error, started, t0,
                 status=AttemptStatus.malformed_edit)  # fmt: skip
         return None
     except Exception as exc:
+        _check_stop(state.instance, exc)  # the stop killed its sandbox: not an attempt
         # Unexpected: keep the attempt (and what the candidate cost), then let it propagate.
         status = AttemptStatus.infra_error if isinstance(exc, InfraError) else AttemptStatus.error
         _record(ctx, state, tier, candidate, report, crit, f"{type(exc).__name__}: {exc}",
@@ -474,8 +496,14 @@ def _verify(
         state.reasons += ["verify-only run skipped (verify: false)", described]
         return _outcome(state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff)
     started, t0 = time.time(), time.monotonic()
-    with ctx.trace("verify", {"candidate": candidate.candidate_id}):
-        report, final = steps.verify(ctx, state.instance, plan, pristine, candidate.diff)
+    _check_stop(state.instance)
+    try:
+        with ctx.trace("verify", {"candidate": candidate.candidate_id}):
+            report, final = steps.verify(ctx, state.instance, plan, pristine, candidate.diff)
+    except Exception as exc:
+        _check_stop(state.instance, exc)
+        raise
+    _check_stop(state.instance)  # a verify run the stop killed proves nothing either way
     if final.verdict != Verdict.accept:
         why = "verify-only run failed: " + "; ".join(final.reasons)
         _record(ctx, state, tier, candidate, report, final, why, started, t0,

@@ -54,6 +54,7 @@ class CampaignRow(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]]
     config_hash: Mapped[str] = mapped_column(Sha)
+    #: running, completed, failed or interrupted (a plain string: no migration for new ones)
     status: Mapped[str] = mapped_column(String(32))
     started: Mapped[float] = mapped_column(Float)
     finished: Mapped[float | None] = mapped_column(Float)
@@ -71,6 +72,7 @@ class InstanceRow(Base):
     repo: Mapped[str] = mapped_column(Text)
     base_commit: Mapped[str | None] = mapped_column(String(64))
     instance: Mapped[dict[str, Any]]
+    #: running, interrupted (stopped, no outcome), or the outcome's status
     status: Mapped[str] = mapped_column(String(32))
     started: Mapped[float] = mapped_column(Float)
     finished: Mapped[float | None] = mapped_column(Float)

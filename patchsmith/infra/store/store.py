@@ -159,7 +159,7 @@ class Store:
         return row.id
 
     def finish_campaign(self, campaign_id: str, status: str) -> None:
-        """Mark a campaign run finished with ``status``."""
+        """Mark a campaign run finished with ``status`` (completed, failed, interrupted)."""
         stmt = (
             update(CampaignRow)
             .where(CampaignRow.id == campaign_id)
@@ -205,6 +205,19 @@ class Store:
         )
         self._write("start_instance", lambda s: s.add(row))
         return row.id
+
+    def interrupt_instance(self, instance_run_id: str) -> None:
+        """Mark an instance run stopped before its outcome (status ``interrupted``).
+
+        It stays unfinished: it has no outcome, ``sync-tracking`` leaves it alone, and its
+        attempts count for the next run under the same key (resume).
+        """
+        stmt = (
+            update(InstanceRow)
+            .where(InstanceRow.id == instance_run_id)
+            .values(status="interrupted")
+        )
+        self._must_update("interrupt_instance", stmt, f"instance run {instance_run_id}")
 
     def instance_runs(self, campaign_id: str) -> list[dict[str, Any]]:
         """Instance runs of one campaign run, oldest first."""
