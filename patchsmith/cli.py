@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from patchsmith.cli_adapters import adapters_app
+from patchsmith.cli_env import env_app
 from patchsmith.cli_sandbox import sandbox_app
 from patchsmith.errors import PatchsmithError
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in the sandbox (debugging).")
 app.add_typer(adapters_app, name="adapters", help="The LoRA adapter registry.")
+app.add_typer(env_app, name="env", help="Per-repository environments (build, list, rm).")
 console = Console(stderr=True)
 
 

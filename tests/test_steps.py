@@ -100,3 +100,16 @@ def test_retry_condition_reads_the_exception_type() -> None:
     assert retry_on_infra(None, None, Failed(data=SandboxStartError("x")))  # type: ignore[arg-type]
     assert not retry_on_infra(None, None, Failed(data=AssertionError("x")))  # type: ignore[arg-type]
     assert not retry_on_infra(None, None, Completed(data=1))  # type: ignore[arg-type]
+
+
+def test_no_retry_once_a_stop_was_requested() -> None:
+    from prefect.states import Failed
+
+    from patchsmith.infra.sandbox import running
+
+    running.request_stop()
+    try:
+        assert not retry_on_infra(None, None, Failed(data=SandboxStartError("x")))  # type: ignore[arg-type]
+    finally:
+        running.reset()
+    assert retry_on_infra(None, None, Failed(data=SandboxStartError("x")))  # type: ignore[arg-type]

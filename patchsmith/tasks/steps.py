@@ -20,6 +20,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from patchsmith.errors import InfraError
+from patchsmith.infra.sandbox import running
 from patchsmith.tasks import repair
 from patchsmith.tasks.policy import decide
 
@@ -28,7 +29,10 @@ R = TypeVar("R")
 
 
 def retry_on_infra(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Prefect retry condition: True only when the step failed with an InfraError."""
+    """Prefect retry condition: True only when the step failed with an InfraError, and never
+    once a stop was requested (a sandbox killed by Ctrl-C is not a fault to retry)."""
+    if running.stop_requested():
+        return False
     try:
         state.result()
     except InfraError:
