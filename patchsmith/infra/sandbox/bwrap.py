@@ -2,13 +2,16 @@
 
 How one command runs (as root, the usual case for a worker)::
 
-    prlimit --as --nproc --cpu --core=0 --            rlimits, inherited by everything below
+    sh -c 'echo $$ > cgroup.procs...; exec "$@"'    join this command's own pids (+memory)
+                                                     cgroup before anything forks (cgroups.py)
+    prlimit --as --cpu --fsize --core=0 --           rlimits (--nproc only without cgroups)
       bwrap --unshare-{pid,net,ipc,uts,cgroup-try}    private namespaces, no network
+            --tmpfs /dev/shm, /tmp (size = tmp_mb)    private, writable (multiprocessing)
             --ro-bind /usr, /etc bits, Python ...     read-only system, same paths as host
-            --tmpfs /tmp (size = tmp_mb)              private /tmp
+            --ro-bind ro_paths, --bind rw_paths       extra paths at their host paths
             --bind WS WS --chdir WS                   the workspace at its host path
-            --clearenv --setenv ...                   no host variables
-            --seccomp FD                              unshare/clone(CLONE_NEWUSER) -> EPERM
+            --clearenv --setenv ...                   no host variables; PATH = path_prepend..
+            --seccomp FD                              DENIED syscalls and CLONE_NEWUSER -> EPERM
             --cap-drop ALL --cap-add SETUID,SETGID,SETPCAP,DAC_READ_SEARCH  (setpriv, chdir)
             --remount-ro /
         setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all --bounding-set=-all
@@ -21,6 +24,8 @@ root's 0600 files. So bwrap mounts as root (no user namespace) and setpriv drops
 real unprivileged host uid; its setuid clears every capability. ``--disable-userns``
 needs ``--unshare-user``, so a seccomp filter blocks new user namespaces instead.
 Not root: bwrap runs unprivileged with ``--unshare-user --disable-userns`` and no setpriv.
+``network: True`` (environment builds only) keeps the host network. After the run, a full
+workspace (statvfs: an overlay attempt reports its tmpfs) or ENOSPC output is ``disk``.
 """
 
 from __future__ import annotations
