@@ -306,3 +306,23 @@ def test_subprocess_backend_honours_path_prepend(ws: Path, tmp_path: Path) -> No
     assert (r.exit_code, r.stdout_tail) == (0, "tool ran\n")
     path = SubprocessSandbox().run(ws, ["sh", "-c", "echo $PATH"], config).stdout_tail
     assert path.split(":")[0] == str(tools)
+
+
+def test_cgroup_discovery_nests_under_our_own_cgroup() -> None:
+    from patchsmith.infra.sandbox.cgroups import detect, our_dir, parse_membership, parse_mountinfo
+
+    v1 = (
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    member = "8:pids:/\n4:memory:/process_api/abc\n0::/\n"
+    mounts, mine = parse_mountinfo(v1), parse_membership(member)
+    assert our_dir(mounts, mine, "memory") == Path("/sys/fs/cgroup/memory/process_api/abc")
+    assert our_dir(mounts, mine, "pids") == Path("/sys/fs/cgroup/pids")
+    # A mount of only part of the tree (a cgroup namespace): paths are taken relative to it,
+    # and a cgroup outside what is mounted is not used at all.
+    part = parse_mountinfo("9 1 0:5 /job /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+    assert our_dir(part, parse_membership("0::/job/w1\n"), "") == Path("/sys/fs/cgroup/w1")
+    assert our_dir(part, parse_membership("0::/other\n"), "") is None
+    assert detect("", "0::/\n", test_limits=False).mode == "rlimit"  # nothing mounted

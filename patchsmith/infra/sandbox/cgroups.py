@@ -136,8 +136,11 @@ def detect(
     mountinfo: str | None = None, membership: str | None = None, test_limits: bool = True
 ) -> Support:
     """Find a usable hierarchy (v2 with pids, else v1 pids/memory); ``rlimit`` if none."""
-    mounts = parse_mountinfo(mountinfo or Path("/proc/self/mountinfo").read_text())
-    member = parse_membership(membership or Path("/proc/self/cgroup").read_text())
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    if membership is None:
+        membership = Path("/proc/self/cgroup").read_text()
+    mounts, member = parse_mountinfo(mountinfo), parse_membership(membership)
     reasons: list[str] = []
     v2 = our_dir(mounts, member, "")
     if v2 is not None:
