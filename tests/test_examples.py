@@ -14,6 +14,7 @@ from patchsmith.config import load_campaign
 from patchsmith.domain import OutcomeStatus
 from patchsmith.tasks.campaign import open_session, run_instance
 from patchsmith.tasks.repair import DIRECT
+from patchsmith.tasks.testrun import GUARD_DIR, GUARD_PLUGIN
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,11 +24,19 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def outcomes_by_test(project: Path) -> dict[str, str]:
-    """Every test of a project and its outcome (PASSED / FAILED / ERROR)."""
+    """Every test of a project and its outcome (PASSED / FAILED / ERROR).
+
+    With patchsmith's per-test limit: a hanging bug's tests fail instead of never returning.
+    """
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONPATH": GUARD_DIR,
+        "PATCHSMITH_TEST_TIMEOUT": "2",
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider"],
-        cwd=project, capture_output=True, text=True, check=False,
-        env={"PATH": str(Path(sys.executable).parent), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-p", GUARD_PLUGIN],
+        cwd=project, capture_output=True, text=True, check=False, env=env, timeout=300,
     )  # fmt: skip
     result = {}
     for line in proc.stdout.splitlines():
@@ -48,12 +57,16 @@ def test_example_campaign_fixes_the_fixable_and_patches_hold(home: Path, tmp_pat
     campaign = load_campaign(path)
     session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
     answers = json.loads((EXAMPLES / "answers.json").read_text())
+    assert any("hangs" in inst.tags for inst in campaign.instances)
     baselines: dict[str, dict[str, str]] = {}
     for inst in campaign.instances:
         outcome = run_instance(session, inst, DIRECT)
         fixable = "fixable" in inst.tags
         expected = OutcomeStatus.resolved if fixable else OutcomeStatus.unresolved
         assert outcome.status == expected, (inst.instance_id, outcome.reasons)
+        if "hangs" in inst.tags:  # its baseline found the hanging tests and got attempts
+            assert any("test(s) hang" in r for r in outcome.reasons), outcome.reasons
+            assert outcome.attempts >= 1
         if not fixable:
             continue
         assert outcome.patch and answers[inst.instance_id]["file"] in outcome.patch

@@ -9,6 +9,7 @@ import pytest
 from coverage import CoverageData
 
 from patchsmith.tasks.localize import (
+    CoverageError,
     coverage_by_test,
     matches_any,
     ochiai,
@@ -128,3 +129,42 @@ def test_coverage_by_test_merges_phases_and_relativizes(tmp_path: Path) -> None:
         "tests/test_m.py::TestK::test_b[x|y]": {("m.py", 3), ("m.py", 4)},
     }
     assert coverage_by_test(root / "absent.sqlite", root) == {}
+
+
+def test_coverage_is_read_read_only(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    _write_coverage(root / "cov.sqlite", root)
+    (root / "cov.sqlite").chmod(0o444)
+    before = sorted(p.name for p in root.iterdir())
+    assert coverage_by_test(root / "cov.sqlite", root)
+    assert sorted(p.name for p in root.iterdir()) == before  # no journal, nothing written
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(
+            lambda f: f.write_bytes(b"SQLite format 3\0" + b"garbage" * 100), id="garbage"
+        ),
+        pytest.param(lambda f: f.symlink_to("/etc/passwd"), id="symlink"),
+        pytest.param(lambda f: f.mkdir(), id="directory"),
+    ],
+)
+def test_tampered_coverage_raises_coverage_error(tmp_path: Path, tamper: object) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    tamper(root / "cov.sqlite")  # type: ignore[operator]
+    with pytest.raises(CoverageError):
+        coverage_by_test(root / "cov.sqlite", root)
+
+
+def test_coverage_of_another_schema_raises(tmp_path: Path) -> None:
+    import sqlite3
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    with sqlite3.connect(root / "cov.sqlite") as conn:
+        conn.execute("CREATE VIEW line_bits AS SELECT 1")
+    with pytest.raises(CoverageError, match=r"not coverage\.py data"):
+        coverage_by_test(root / "cov.sqlite", root)

@@ -188,13 +188,13 @@ def test_green_baseline_and_given_lists(tmp_path: Path) -> None:
         pass_to_pass=["tests/test_calc.py::test_add"],
     )
     plan = make_plan(given, get_sandbox("subprocess"), ws, CONFIG, "t0")
-    assert plan.fail_to_pass == ["tests/test_calc.py::test_clamp_high"]
+    assert plan.fail_to_pass == []  # it passes already: not a target
     assert plan.pass_to_pass == ["tests/test_calc.py::test_add"]
     assert any("already pass in the baseline" in n for n in plan.notes)
 
 
 def test_baseline_timeout_is_noted(tmp_path: Path) -> None:
-    slow = "import time\n\n\ndef test_slow():\n    time.sleep(30)\n"
+    slow = "import time\n\ntime.sleep(30)  # at collection: no test to blame\n"
     ws = make_workspace(tmp_path, {"tests/test_slow.py": slow})
     plan = make_plan(instance(), get_sandbox("subprocess"), ws, SandboxConfig(timeout_s=2), "t0")
     assert plan.baseline.timed_out
@@ -204,3 +204,51 @@ def test_baseline_timeout_is_noted(tmp_path: Path) -> None:
 def test_sandbox_start_error_propagates(tmp_path: Path) -> None:
     with pytest.raises(SandboxStartError):
         make_plan(instance(), BrokenSandbox(), tmp_path, CONFIG, "t0")
+
+
+@pytest.mark.parametrize("how", ["garbage", "symlink"])
+def test_tampered_coverage_is_noted_and_tracebacks_still_localize(
+    tmp_path: Path, sandbox: Sandbox, how: str
+) -> None:
+    """The tested code replaces its coverage file after pytest-cov wrote it (atexit)."""
+    act = {
+        "garbage": "open(path, 'wb').write(b'SQLite format 3\\0' + b'x' * 4096)",
+        "symlink": "os.remove(path); os.symlink('/etc/passwd', path)",
+    }[how]
+    conftest = (
+        "import atexit\nimport os\n\n\ndef _tamper():\n"
+        "    path = os.environ.get('COVERAGE_FILE')\n"
+        f"    if path and os.path.exists(path):\n        {act}\n\n\n"
+        "atexit.register(_tamper)\n"
+    )
+    tests = (
+        CALC_TESTS
+        + "\n\ndef test_last():\n    from calc import last\n\n    assert last([1]) == 1\n"
+    )
+    calc = CALC.replace("        return lo\n    return x", "        return hi\n    return x")
+    files = {"calc.py": calc, "tests/test_calc.py": tests, "conftest.py": conftest}
+    ws = make_workspace(tmp_path, files)
+    plan = make_plan(instance(), sandbox, ws, CONFIG, "t0")
+    assert plan.fail_to_pass == ["tests/test_calc.py::test_last"]
+    assert any(n.startswith("coverage data unusable") for n in plan.notes), plan.notes
+    assert (plan.suspicious[0].path, plan.suspicious[0].line) == ("calc.py", 14)
+    assert plan.suspicious[0].sources == ["traceback"]
+
+
+def test_given_fail_to_pass_only_failing_ones_are_targets(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, {"calc.py": CALC, "tests/test_calc.py": CALC_TESTS})
+    given = instance(
+        fail_to_pass=[
+            "tests/test_calc.py::test_clamp_high",  # fails: a target
+            "tests/test_calc.py::test_add",  # passes already: noted, not a target
+            "tests/test_calc.py::test_new",  # not in the baseline: noted, kept
+        ]
+    )
+    plan = make_plan(given, get_sandbox("subprocess"), ws, CONFIG, "t0")
+    assert plan.fail_to_pass == [
+        "tests/test_calc.py::test_clamp_high",
+        "tests/test_calc.py::test_new",
+    ]
+    assert "tests/test_calc.py::test_add" in plan.pass_to_pass
+    assert any("already pass" in n and "test_add" in n for n in plan.notes)
+    assert any("not found in the baseline" in n and "test_new" in n for n in plan.notes)

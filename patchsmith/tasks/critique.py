@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from patchsmith.domain import Critique, Plan, TestOutcome, TestReport, Verdict
+from patchsmith.domain import FAILING, Critique, Plan, TestOutcome, TestReport, Verdict
 from patchsmith.tasks.edits import changed_lines, diff_size
 from patchsmith.tasks.testrun import target_outcome
 
@@ -68,8 +68,7 @@ def critique(plan: Plan, report: TestReport, diff: str, lint_introduced: int = 0
     outcomes = report.outcomes
     fixed = [t for t in plan.fail_to_pass if target_outcome(outcomes, t) == TestOutcome.passed]
     still = [t for t in plan.fail_to_pass if t not in fixed]
-    broken = (TestOutcome.failed, TestOutcome.error)
-    regressions = [t for t in plan.pass_to_pass if target_outcome(outcomes, t) in broken]
+    regressions = [t for t in plan.pass_to_pass if target_outcome(outcomes, t) in FAILING]
     if not report.stopped_early and outcomes:
         # A guard test that vanished (collection error, deleted) counts as a regression.
         regressions += [t for t in plan.pass_to_pass if target_outcome(outcomes, t) is None]
@@ -79,6 +78,9 @@ def critique(plan: Plan, report: TestReport, diff: str, lint_introduced: int = 0
         reasons.append(f"tests timed out after {report.duration_s:.1f}s")
     if report.limit_hit and report.limit_hit != "timeout":
         reasons.append(f"sandbox limit hit: {report.limit_hit}")
+    hung = sorted(t for t, o in outcomes.items() if o == TestOutcome.timeout)
+    if hung:
+        reasons.append(f"{len(hung)} test(s) ran past the per-test limit: {', '.join(hung[:5])}")
     if still:
         reasons.append(f"{len(still)}/{len(plan.fail_to_pass)} target tests still fail")
     if regressions:

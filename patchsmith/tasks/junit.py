@@ -4,7 +4,8 @@ xunit1 gives each ``<testcase>`` a ``file`` attribute (relative to pytest's root
 dotted ``classname`` (module path, then classes) and a ``name`` (function + parameters).
 Node ids are rebuilt as ``file::Class::name``. A collection error (e.g. an ImportError in a
 test module) is a testcase with an empty classname: it is keyed by the file, so it shows up
-as an ``error`` instead of vanishing.
+as an ``error`` instead of vanishing. A test our plugin stopped at its per-test limit
+(``patchsmith_guard``) carries :data:`TIMEOUT_MARKER` in its failure and becomes ``timeout``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from patchsmith.domain import TestOutcome
+from patchsmith.domain import FAILING, TestOutcome
+
+TIMEOUT_MARKER = "patchsmith-guard: test timed out"
+"""In the failure text of a test past its per-test limit (``patchsmith_guard.MARKER``)."""
 
 # When one node id appears more than once (a call failure plus a teardown error, or a
 # rerun plugin), the worst outcome wins.
@@ -22,6 +26,7 @@ _SEVERITY = {
     TestOutcome.skipped: 1,
     TestOutcome.error: 2,
     TestOutcome.failed: 3,
+    TestOutcome.timeout: 4,
 }
 
 
@@ -63,9 +68,10 @@ def _case(elem: ET.Element) -> JunitCase:
     texts: list[str] = []
     for child in elem:
         if child.tag == "failure":
-            outcome = TestOutcome.failed
+            if outcome != TestOutcome.timeout:
+                outcome = TestOutcome.failed
         elif child.tag == "error":
-            if outcome != TestOutcome.failed:
+            if outcome not in (TestOutcome.failed, TestOutcome.timeout):
                 outcome = TestOutcome.error
         elif child.tag == "skipped":
             if outcome == TestOutcome.passed:
@@ -74,6 +80,8 @@ def _case(elem: ET.Element) -> JunitCase:
         else:
             continue
         texts.append(child.text or child.get("message") or "")
+        if TIMEOUT_MARKER in (child.get("message") or "") + (child.text or ""):
+            outcome = TestOutcome.timeout
     return JunitCase(nodeid=nodeid, outcome=outcome, text="\n".join(texts))
 
 
@@ -98,10 +106,24 @@ def parse_junit(xml_text: str) -> dict[str, TestOutcome]:
     return outcomes
 
 
+def parse_progress(text: str) -> dict[str, TestOutcome]:
+    """Outcomes from our plugin's ``progress`` file (``outcome<TAB>nodeid`` lines): what
+    finished before a run was killed. Unknown lines are ignored; the worst outcome wins."""
+    outcomes: dict[str, TestOutcome] = {}
+    for line in text.splitlines():
+        word, _, nodeid = line.partition("\t")
+        if not nodeid or word not in TestOutcome.__members__:
+            continue
+        outcome, old = TestOutcome(word), outcomes.get(nodeid)
+        if old is None or _SEVERITY[outcome] > _SEVERITY[old]:
+            outcomes[nodeid] = outcome
+    return outcomes
+
+
 def failure_texts(xml_text: str) -> dict[str, str]:
     """Failure/error text (pytest's traceback) per failing node id."""
     texts: dict[str, str] = {}
     for case in parse_junit_cases(xml_text):
-        if case.outcome in (TestOutcome.failed, TestOutcome.error) and case.text:
+        if case.outcome in FAILING and case.text:
             texts[case.nodeid] = "\n".join(filter(None, [texts.get(case.nodeid), case.text]))
     return texts

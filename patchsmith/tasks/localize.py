@@ -3,21 +3,25 @@
 Coverage comes from pytest-cov with ``--cov-context=test``: each line carries the contexts
 that ran it, named ``<nodeid>|setup``, ``<nodeid>|run`` or ``<nodeid>|teardown``. The
 phases are merged into the node id; the empty context (import time, no test) is dropped.
+The data file belongs to the tested code: it is read read-only, and a corrupt or tampered
+one raises :class:`CoverageError` (the plan notes it and falls back on tracebacks).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from coverage import CoverageData
+from coverage.numbits import numbits_to_nums
 
 from patchsmith.domain import SuspiciousLine
-from patchsmith.tasks.testrun import report_file
+from patchsmith.tasks.testrun import check_report
 
 Line = tuple[str, int]
 
@@ -40,29 +44,98 @@ def _relative(path: str, root: Path) -> str | None:
         return None
 
 
+class CoverageError(ValueError):
+    """The coverage data is there but cannot be trusted or read (corrupt, tampered with)."""
+
+
+MAX_NUMBITS = 64 * 1024
+"""Largest line bitmap read per (file, test): 512k lines; a bigger one is tampered with."""
+MAX_COVERED = 5_000_000
+"""Covered (test, line) pairs read at most, so crafted data cannot exhaust memory."""
+QUERY_BUDGET_S = 30.0
+"""A query that runs longer (a crafted view, say) is aborted."""
+
+_QUERY = (
+    "SELECT file.path, context.context, line_bits.numbits FROM line_bits"
+    " JOIN file ON file.id = line_bits.file_id"
+    " JOIN context ON context.id = line_bits.context_id"
+)
+_ARCS = (
+    "SELECT file.path, context.context, arc.fromno, arc.tono FROM arc"
+    " JOIN file ON file.id = arc.file_id JOIN context ON context.id = arc.context_id"
+)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """Open a coverage file read-only (the tested code owns it): no journal, no writes."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    deadline = time.monotonic() + QUERY_BUDGET_S
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    conn.execute("PRAGMA trusted_schema = OFF")
+    return conn
+
+
+def _read_coverage(path: Path, root: Path, result: dict[str, set[Line]]) -> None:
+    conn = _read_only(path)
+    try:
+        tables = {
+            name
+            for name, kind in conn.execute("SELECT name, type FROM sqlite_master")
+            if kind == "table"
+        }
+        if not {"file", "context", "line_bits"} <= tables:
+            raise CoverageError(f"{path.name}: not coverage.py data (tables: {sorted(tables)})")
+        relative: dict[str, str | None] = {}
+        count = 0
+
+        def add(measured: object, ctx: object, lines: Iterable[int]) -> None:
+            nonlocal count
+            if not isinstance(measured, str) or not isinstance(ctx, str):
+                raise CoverageError(f"{path.name}: malformed row")
+            if measured not in relative:
+                relative[measured] = _relative(measured, root)
+            rel = relative[measured]
+            nodeid = ctx.rpartition("|")[0] if "|" in ctx else ctx
+            if rel is None or not nodeid:
+                return
+            got = result.setdefault(nodeid, set())
+            for lineno in lines:
+                if lineno >= 1:
+                    got.add((rel, lineno))
+                    count += 1
+            if count > MAX_COVERED:
+                raise CoverageError(f"{path.name}: more than {MAX_COVERED} covered lines")
+
+        for measured, ctx, numbits in conn.execute(_QUERY):
+            if not isinstance(numbits, bytes) or len(numbits) > MAX_NUMBITS:
+                raise CoverageError(f"{path.name}: malformed line data")
+            add(measured, ctx, numbits_to_nums(numbits))
+        if "arc" in tables:
+            for measured, ctx, fromno, tono in conn.execute(_ARCS):
+                add(measured, ctx, [n for n in (fromno, tono) if isinstance(n, int)])
+    except sqlite3.Error as exc:
+        raise CoverageError(f"{path.name}: {exc}") from exc
+    finally:
+        conn.close()
+
+
 def coverage_by_test(data_file: Path, root: Path) -> dict[str, set[Line]]:
-    """Lines (path relative to root, line) that each test ran; {} when there is no data."""
+    """Lines (path relative to root, line) that each test ran; {} when there is no data.
+
+    The file (and coverage.py's parallel ``<name>.*`` files) must pass the same checks as
+    any report the tests wrote (a plain file, not a link, not huge; see ``testrun``) and is
+    opened read-only. Raises CoverageError when it is there but unreadable or tampered with.
+    """
     out = data_file.parent
     names = [data_file.name, *sorted(p.name for p in out.glob(data_file.name + ".*"))]
-    result: dict[str, set[Line]] = defaultdict(set)
+    result: dict[str, set[Line]] = {}
     for name in names:
-        f = report_file(out, name)  # only plain files in a real directory (see testrun)
-        if f is None:
-            continue
-        data = CoverageData(basename=str(f))
-        data.read()
-        for measured in data.measured_files():
-            rel = _relative(measured, root)
-            if rel is None:
-                continue
-            for lineno, contexts in (data.contexts_by_lineno(measured) or {}).items():
-                if lineno < 1:
-                    continue
-                for ctx in contexts:
-                    nodeid = ctx.rpartition("|")[0] if "|" in ctx else ctx
-                    if nodeid:
-                        result[nodeid].add((rel, lineno))
-    return dict(result)
+        f, problem = check_report(out, name)
+        if problem:
+            raise CoverageError(f"{name}: {problem}")
+        if f is not None:
+            _read_coverage(f, root, result)
+    return {k: v for k, v in result.items() if v}
 
 
 def ochiai(cov: Mapping[str, set[Line]], failing: set[str], passing: set[str]) -> dict[Line, float]:

@@ -1,29 +1,66 @@
-"""Planning: a baseline test run, flaky-test detection and fault localization.
+"""Planning: a baseline test run, hang search, flaky-test detection and fault localization.
 
-The baseline runs the full test command with per-test coverage; a second run without
-coverage finds flaky tests (an outcome that differs between the two runs). Flaky tests are
-never targets nor regression guards. Localization ranks lines by Ochiai over the coverage
-of failing vs. passing tests, boosted by the frames of the failing tests' tracebacks.
+The baseline runs the full test command with per-test coverage and a per-test limit (our
+pytest plugin). A test past that limit fails with outcome ``timeout``. When the whole
+command is killed, or the plugin's watchdog had to end it, the test that hung is known from
+the plugin's files and the baseline runs again without it (a few rounds at most), so that
+the rest of the suite still reports; hanging tests are failing targets. A second run
+without coverage finds flaky tests (an outcome that differs between the two runs); flaky
+tests are never targets nor regression guards. Localization ranks lines by Ochiai over the
+coverage of failing vs. passing tests, boosted by the frames of the failing tests'
+tracebacks (for a hang: where the test was when it was stopped).
+
+A ``python -m unittest`` command runs under pytest for per-test outcomes (noted), and by
+its exit code when pytest cannot run it. Given ``fail_to_pass`` ids (SWE-bench), only those
+are targets, and only those the baseline shows failing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from patchsmith.domain import Instance, Plan, SandboxConfig, SuspiciousLine, TestReport
+from patchsmith.domain import (
+    FAILING,
+    Instance,
+    Plan,
+    SandboxConfig,
+    SuspiciousLine,
+    TestOutcome,
+    TestReport,
+)
 from patchsmith.infra.sandbox import Sandbox
 from patchsmith.tasks.junit import failure_texts
-from patchsmith.tasks.localize import Line, coverage_by_test, ochiai, rank, traceback_frames
+from patchsmith.tasks.localize import (
+    CoverageError,
+    Line,
+    coverage_by_test,
+    ochiai,
+    rank,
+    traceback_frames,
+)
 from patchsmith.tasks.testrun import (
     COVERAGE_FILE,
     JUNIT_FILE,
     REPORT_DIR,
+    effective_command,
+    hang_texts,
     is_pytest,
+    per_test_limit,
+    ran_under_pytest,
     read_report,
     run_tests,
+    target_outcome,
 )
 
 PYTEST_USAGE_ERROR = 4
+WATCHDOG_EXIT = 124  # patchsmith_guard.WATCHDOG_EXIT: the plugin ended a run on a hang
+HANG_ROUNDS = 3
+"""Baseline re-runs (each without the hanging tests found so far) at most."""
+
+
+def _incomplete(report: TestReport) -> bool:
+    """True when the run was cut short (killed at its limit, or ended by the watchdog)."""
+    return report.timed_out or report.exit_code == WATCHDOG_EXIT
 
 
 def _run_notes(label: str, report: TestReport) -> list[str]:
@@ -38,18 +75,29 @@ def _run_notes(label: str, report: TestReport) -> list[str]:
 
 
 class _Evidence:
-    """What localization needs from the baseline, read before the re-run overwrites it."""
+    """What localization needs from baseline runs, read before the next run overwrites it."""
 
-    def __init__(self, workspace: Path, baseline: TestReport, pytest_cmd: bool) -> None:
-        out = workspace / REPORT_DIR
+    def __init__(self, workspace: Path, pytest_cmd: bool) -> None:
         self.workspace = workspace
+        self.pytest_cmd = pytest_cmd
         self.cov: dict[str, set[Line]] = {}
         self.texts: dict[str, str] = {}
-        if pytest_cmd:
-            self.cov = coverage_by_test(out / COVERAGE_FILE, workspace)
-            self.texts = failure_texts(read_report(out, JUNIT_FILE))
-        else:
-            self.texts = {t: baseline.log_tail for t in baseline.failing()}
+        self.notes: list[str] = []
+
+    def add(self, report: TestReport) -> None:
+        """Coverage and failure texts of the run that just ended (later runs win)."""
+        out = self.workspace / REPORT_DIR
+        if not self.pytest_cmd:
+            self.texts.update({t: report.log_tail for t in report.failing()})
+            return
+        try:
+            self.cov.update(coverage_by_test(out / COVERAGE_FILE, self.workspace))
+        except CoverageError as exc:
+            self.notes.append(
+                f"coverage data unusable ({exc}): localization uses tracebacks only"
+            )
+        self.texts.update(failure_texts(read_report(out, JUNIT_FILE)))
+        self.texts.update(hang_texts(out))
 
     def localize(
         self, instance: Instance, fail_to_pass: list[str], pass_to_pass: list[str]
@@ -63,6 +111,97 @@ class _Evidence:
         return rank(scores, frames, instance.scope, instance.exclude)
 
 
+def _timeouts(report: TestReport) -> set[str]:
+    return {t for t, o in report.outcomes.items() if o == TestOutcome.timeout}
+
+
+def _find_hangs(
+    sandbox: Sandbox,
+    workspace: Path,
+    cmd: str,
+    config: SandboxConfig,
+    first: TestReport,
+    evidence: _Evidence,
+    notes: list[str],
+    coverage: bool,
+) -> tuple[TestReport, set[str]]:
+    """The baseline with hanging tests found and the rest of the suite run without them.
+
+    Returns the merged report (hanging tests with outcome ``timeout``) and the hanging ids.
+    """
+    hung: set[str] = set()
+    report, rounds = first, 0
+    while _incomplete(report) and rounds < HANG_ROUNDS:
+        culprits = _timeouts(report) - hung  # deselected tests do not run, so all are new
+        if not culprits:
+            break  # cut short, but not inside a test we can name: nothing to deselect
+        hung |= culprits
+        rounds += 1
+        report = run_tests(
+            sandbox, workspace, cmd, config, deselect=sorted(hung), coverage=coverage
+        )
+        evidence.add(report)
+    hung |= _timeouts(first) | _timeouts(report)
+    if report is first:
+        return first, hung
+    if _incomplete(report):
+        notes.append(
+            f"baseline still cut short after {rounds} re-run(s) without the hanging tests: "
+            "its outcomes are incomplete"
+        )
+    else:
+        notes.append(
+            f"baseline was cut short by a hanging test; re-ran {rounds} time(s) without "
+            f"{', '.join(sorted(hung))}"
+        )
+    outcomes = {**first.outcomes, **report.outcomes, **dict.fromkeys(hung, TestOutcome.timeout)}
+    merged = report.model_copy(
+        update={
+            "outcomes": outcomes,
+            "log_tail": "\n".join(filter(None, [first.log_tail[-4000:], report.log_tail])),
+        }
+    )
+    return merged, hung
+
+
+def _targets(
+    instance: Instance, baseline: TestReport, flaky: list[str], notes: list[str]
+) -> tuple[list[str], list[str]]:
+    """Targets and guards: the given ids (only those that fail now) or the failing tests."""
+    if instance.fail_to_pass:
+        fail_to_pass = []
+        already, missing = [], []
+        for t in instance.fail_to_pass:
+            outcome = target_outcome(baseline.outcomes, t)
+            if outcome is None:
+                missing.append(t)
+                fail_to_pass.append(t)  # may appear once fixed (a new parametrization, say)
+            elif outcome in FAILING:
+                fail_to_pass.append(t)
+            else:
+                already.append(t)
+        if already:
+            notes.append(
+                "fail_to_pass tests already pass in the baseline (not targets): "
+                + ", ".join(already)
+            )
+        if missing and baseline.outcomes:
+            notes.append(f"fail_to_pass tests not found in the baseline: {', '.join(missing)}")
+        if not baseline.outcomes:
+            fail_to_pass = []
+    else:
+        fail_to_pass = baseline.failing()
+    pass_to_pass = instance.pass_to_pass or baseline.passing()
+    if instance.fail_to_pass or instance.pass_to_pass:
+        dropped = sorted(set(instance.fail_to_pass + instance.pass_to_pass) & set(flaky))
+        if dropped:
+            notes.append(f"given tests dropped as flaky: {', '.join(dropped)}")
+    return (
+        [t for t in fail_to_pass if t not in flaky],
+        [t for t in pass_to_pass if t not in flaky],
+    )
+
+
 def make_plan(
     instance: Instance,
     sandbox: Sandbox,
@@ -70,19 +209,16 @@ def make_plan(
     config: SandboxConfig,
     tier: str,
 ) -> Plan:
-    """Run the baseline (twice), pick targets and guards, rank suspicious lines.
+    """Run the baseline (hangs found, then once more), pick targets and guards, rank lines.
 
     SandboxStartError propagates: the baseline could not run at all (an infra fault).
     """
     notes: list[str] = []
     cmd = instance.test_cmd
-    pytest_cmd = is_pytest(cmd)
-    if not pytest_cmd:
-        notes.append(
-            "test command is not pytest: no per-test localization "
-            "(one outcome for the whole command, tracebacks from its log only)"
-        )
-    baseline = run_tests(sandbox, workspace, cmd, config, coverage=pytest_cmd)
+    converted = effective_command(cmd, workspace)
+    pytest_cmd = is_pytest(converted)
+    coverage = pytest_cmd
+    baseline = run_tests(sandbox, workspace, cmd, config, coverage=coverage)
     if (
         pytest_cmd
         and not baseline.outcomes
@@ -90,13 +226,34 @@ def make_plan(
         and "--cov" in baseline.log_tail
     ):
         notes.append("pytest rejected the coverage options (is pytest-cov installed?)")
+        coverage = False
         baseline = run_tests(sandbox, workspace, cmd, config)
+    if converted != cmd:
+        if ran_under_pytest(baseline, cmd):
+            notes.append(f"unittest command run under pytest for per-test outcomes: {converted}")
+        else:
+            pytest_cmd = False
+            notes.append("pytest could not run the unittest command: using it by exit code")
+    if not pytest_cmd:
+        notes.append(
+            "test command is not pytest: no per-test localization "
+            "(one outcome for the whole command, tracebacks from its log only)"
+        )
+    evidence = _Evidence(workspace, pytest_cmd)
+    evidence.add(baseline)
+    hung: set[str] = set()
+    if pytest_cmd:
+        baseline, hung = _find_hangs(
+            sandbox, workspace, cmd, config, baseline, evidence, notes, coverage
+        )
     notes += _run_notes("baseline", baseline)
-    evidence = _Evidence(workspace, baseline, pytest_cmd)
-    given_f2p = instance.fail_to_pass or baseline.failing()
-    given_p2p = instance.pass_to_pass or baseline.passing()
+    if hung:
+        notes.append(
+            f"{len(hung)} test(s) hang (stopped at the {per_test_limit(config):g}s per-test "
+            f"limit, outcome timeout): {', '.join(sorted(hung))}"
+        )
 
-    rerun = run_tests(sandbox, workspace, cmd, config)
+    rerun = run_tests(sandbox, workspace, cmd, config, deselect=sorted(hung))
     notes += _run_notes("re-run", rerun)
     flaky = sorted(
         t
@@ -105,22 +262,14 @@ def make_plan(
     )
     if flaky:
         notes.append(f"{len(flaky)} flaky test(s) differ between two runs: {', '.join(flaky)}")
-    fail_to_pass = [t for t in given_f2p if t not in flaky]
-    pass_to_pass = [t for t in given_p2p if t not in flaky]
-    if instance.fail_to_pass or instance.pass_to_pass:
-        dropped = sorted(set(instance.fail_to_pass + instance.pass_to_pass) & set(flaky))
-        if dropped:
-            notes.append(f"given tests dropped as flaky: {', '.join(dropped)}")
-    if instance.fail_to_pass:
-        passing = set(baseline.passing())
-        already = [t for t in fail_to_pass if t in passing]
-        missing = [t for t in fail_to_pass if t not in baseline.outcomes]
-        if already:
-            notes.append(f"fail_to_pass tests already pass in the baseline: {', '.join(already)}")
-        if missing and baseline.outcomes:
-            notes.append(f"fail_to_pass tests not found in the baseline: {', '.join(missing)}")
+    if hung and not _incomplete(rerun):
+        # A candidate's limits scale from the baseline's duration: take the suite's cost
+        # without its hanging tests (the re-run deselected them), not their time-outs.
+        baseline = baseline.model_copy(update={"duration_s": rerun.duration_s})
+    fail_to_pass, pass_to_pass = _targets(instance, baseline, flaky, notes)
     if not fail_to_pass:
         notes.append("baseline has no failing tests: nothing to repair")
+    notes += evidence.notes
     suspicious = evidence.localize(instance, fail_to_pass, pass_to_pass)
     if fail_to_pass and not suspicious:
         notes.append("localization found no suspicious line in scope")

@@ -8,6 +8,16 @@ the workspace at the same absolute path, but not the host's /tmp.
 Selection: when ``select`` is given, the positional path arguments of the user's command
 (``tests/test_x.py``) are *replaced* by the node ids, because pytest would otherwise run
 the union of both. Options of the command (``-q``, ``-k expr``) are kept.
+
+Hangs: every pytest run loads our plugin (``-p patchsmith_guard``, from a read-only
+directory on PYTHONPATH) with a per-test limit (:func:`per_test_limit`). A test past it fails
+with outcome ``timeout``; one that cannot be interrupted is named by the plugin's
+``current``/``hung`` files even when the whole command is killed, and the outcomes of the
+tests finished before it come from its ``progress`` file.
+
+unittest: ``python -m unittest [discover] ...`` runs under pytest (which collects
+``unittest.TestCase``) for per-test outcomes; when that collects nothing or pytest itself
+errors, the original command runs and counts by its exit code.
 """
 
 from __future__ import annotations
@@ -17,16 +27,28 @@ import re
 import shlex
 import shutil
 import stat
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from patchsmith.domain import SandboxConfig, TestOutcome, TestReport
+from patchsmith.domain import ExecResult, SandboxConfig, TestOutcome, TestReport
 from patchsmith.infra.sandbox import Sandbox
-from patchsmith.tasks.junit import parse_junit
+from patchsmith.tasks.junit import TIMEOUT_MARKER, parse_junit, parse_progress
 
 REPORT_DIR = ".patchsmith"
 JUNIT_FILE = "junit.xml"
 COVERAGE_FILE = "coverage.sqlite"
+CURRENT_FILE, PROGRESS_FILE, HUNG_FILE = "current", "progress", "hung"
+"""Written by the plugin: the running test (``nodeid<TAB>start``), finished tests, a hang."""
+
+GUARD_DIR = str(Path(__file__).resolve().parent / "pytest_plugin")
+"""Directory of our pytest plugin: bound read-only in the sandbox, put on PYTHONPATH."""
+GUARD_PLUGIN = "patchsmith_guard"
+
+BASELINE_TEST_FRACTION = 0.25
+BASELINE_TEST_FLOOR_S = 5.0
+"""Per-test limit when none is configured: a quarter of the command's limit, at least 5 s
+(at most half of it)."""
 
 _ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SHELL_OPS = {"&&", "||", "|", ";", ">", "<", ">>", "2>&1"}
@@ -77,6 +99,119 @@ def command_env(test_cmd: str, *, report_dir: str, coverage: bool = False) -> di
     return env
 
 
+def per_test_limit(config: SandboxConfig) -> float:
+    """Seconds one test may take: ``test_timeout_s``, else derived; never above timeout_s."""
+    if config.test_timeout_s is not None:
+        return min(config.test_timeout_s, config.timeout_s)
+    derived = max(BASELINE_TEST_FLOOR_S, BASELINE_TEST_FRACTION * config.timeout_s)
+    return min(derived, config.timeout_s / 2)  # below the command's limit, or it never fires
+
+
+def guard_env(
+    config: SandboxConfig, env: Mapping[str, str], *, report_dir: str
+) -> dict[str, str]:
+    """Settings of our plugin, with its directory appended to the command's PYTHONPATH."""
+    paths = (env.get("PYTHONPATH") or config.env.get("PYTHONPATH") or "").split(os.pathsep)
+    return {
+        "PYTHONPATH": os.pathsep.join([*(p for p in paths if p), GUARD_DIR]),
+        "PATCHSMITH_TEST_TIMEOUT": f"{per_test_limit(config):g}",
+        "PATCHSMITH_GUARD_DIR": report_dir,
+    }
+
+
+def guarded_config(config: SandboxConfig) -> SandboxConfig:
+    """``config`` with the plugin's directory bound read-only in the sandbox."""
+    if GUARD_DIR in config.ro_paths:
+        return config
+    return config.model_copy(update={"ro_paths": [*config.ro_paths, GUARD_DIR]})
+
+
+_UNITTEST_FLAGS = {"-v", "--verbose", "-q", "--quiet", "-b", "--buffer", "-c", "--catch"}
+_UNITTEST_FLAGS |= {"--locals"}
+_UNITTEST_ONLY = "__patchsmith_unittest_only__"  # python_classes/functions that match nothing
+
+
+def _unittest_name(name: str, workspace: Path) -> str | None:
+    """A unittest name (``pkg.test_m.Case.test_x`` or a path) as a pytest node id."""
+    if name.endswith(".py") or "/" in name:
+        return name if (workspace / name).exists() else None
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        base = "/".join(parts[:n])
+        if (workspace / f"{base}.py").is_file():
+            return "::".join([f"{base}.py", *parts[n:]])
+        if n == len(parts) and (workspace / base).is_dir():
+            return base
+    return None
+
+
+def pytest_equivalent(test_cmd: str, workspace: Path) -> str | None:
+    """The pytest command equivalent to a ``python -m unittest ...`` command, else None.
+
+    pytest collects ``unittest.TestCase`` subclasses by unittest's own rules; plain test
+    functions and classes, which unittest ignores, are kept out. Options pytest cannot
+    mimic (``-k``, ``-t`` elsewhere than ``.``, anything unknown) give None.
+    """
+    env, argv = split_command(test_cmd)
+    if len(argv) < 3 or _SHELL_OPS.intersection(argv) or argv[1:3] != ["-m", "unittest"]:
+        return None
+    if not re.fullmatch(r"python[0-9.]*", os.path.basename(argv[0])):
+        return None
+    rest = argv[3:]
+    discover = not rest or rest[0] == "discover" or all(w.startswith("-") for w in rest)
+    rest = rest[1:] if rest[:1] == ["discover"] else rest
+    opts: list[str] = []
+    start, pattern, top, names = ".", "test*.py", ".", []
+    positional: list[str] = []
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word in _UNITTEST_FLAGS:
+            pass
+        elif word in ("-f", "--failfast"):
+            opts.append("-x")
+        elif discover and word in ("-s", "--start-directory", "-p", "--pattern", "-t"):
+            if i + 1 >= len(rest):
+                return None
+            i += 1
+            value = rest[i]
+            if word in ("-s", "--start-directory"):
+                start = value
+            elif word in ("-p", "--pattern"):
+                pattern = value
+            else:
+                top = value
+        elif word.startswith("-"):
+            return None
+        else:
+            positional.append(word)
+        i += 1
+    if discover:
+        for k, value in enumerate(positional):
+            if k == 0:
+                start = value
+            elif k == 1:
+                pattern = value
+            elif k == 2:
+                top = value
+            else:
+                return None
+        if os.path.normpath(top) != "." or not (workspace / start).is_dir():
+            return None
+        names = [start]
+    else:
+        for name in positional:
+            nodeid = _unittest_name(name, workspace)
+            if nodeid is None:
+                return None
+            names.append(nodeid)
+    words = [argv[0], "-m", "pytest", "-q", "--rootdir=.", *opts]
+    words += ["-o", f"python_files={pattern}"]
+    words += ["-o", f"python_classes={_UNITTEST_ONLY}", "-o", f"python_functions={_UNITTEST_ONLY}"]
+    assigns = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+    return " ".join([*assigns, shlex.join([*words, *names])])
+
+
 def _strip_positionals(args: list[str]) -> list[str]:
     kept: list[str] = []
     for i, word in enumerate(args):
@@ -114,6 +249,8 @@ def pytest_argv(
         "-p",
         "no:cacheprovider",
         "--continue-on-collection-errors",
+        "-p",
+        GUARD_PLUGIN,  # per-test limits; loads with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 too
     ]
     if stop_first:
         extra.append("-x")
@@ -153,18 +290,27 @@ def prepare_report_dir(workspace: Path) -> Path:
     return out
 
 
+def check_report(out: Path, name: str) -> tuple[Path | None, str | None]:
+    """(path, None) for a report we may read; (None, None) when it is missing; (None, why)
+    when it is there but too large or not a plain file in a real directory (tampered with
+    by the tested code)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(out).st_mode):
+            return None, f"{out.name} is not a directory"
+        st = os.lstat(out / name)
+    except FileNotFoundError:
+        return None, None
+    if not stat.S_ISREG(st.st_mode):
+        return None, f"{name} is not a regular file"
+    if st.st_size > REPORT_LIMIT:
+        return None, f"{name} is larger than {REPORT_LIMIT} bytes"
+    return out / name, None
+
+
 def report_file(out: Path, name: str) -> Path | None:
     """A report the tests wrote, or None if missing, too large, or not a plain file in a
     real directory (i.e. tampered with by the tested code)."""
-    try:
-        if not stat.S_ISDIR(os.lstat(out).st_mode):
-            return None
-        st = os.lstat(out / name)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(st.st_mode) or st.st_size > REPORT_LIMIT:
-        return None
-    return out / name
+    return check_report(out, name)[0]
 
 
 def read_report(out: Path, name: str) -> str:
@@ -177,8 +323,99 @@ def read_report(out: Path, name: str) -> str:
         return fh.read(REPORT_LIMIT).decode(errors="replace")
 
 
-def _log(stdout: str, stderr: str) -> str:
-    return "\n".join(part for part in (stdout, stderr) if part)
+def _log(*parts: str) -> str:
+    return "\n".join(part for part in parts if part)
+
+
+def hang_texts(out: Path) -> dict[str, str]:
+    """What the watchdog wrote about a test it had to kill: {nodeid: message + stack}."""
+    nodeid, _, text = read_report(out, HUNG_FILE).partition("\n")
+    return {nodeid: text} if nodeid.strip() else {}
+
+
+def _hung_test(out: Path, config: SandboxConfig, ended: float) -> str | None:
+    """The test that was running when the command was killed, if it ran long enough to
+    count as hung (its own limit, or half the command's): else the suite was just slow."""
+    nodeid, _, started = read_report(out, CURRENT_FILE).strip().partition("\t")
+    try:
+        ran = ended - float(started)
+    except ValueError:
+        return None
+    threshold = min(per_test_limit(config), config.timeout_s / 2)
+    return nodeid if nodeid and ran >= threshold else None
+
+
+def _pytest_report(
+    out: Path, result: ExecResult, config: SandboxConfig, ended: float
+) -> tuple[dict[str, TestOutcome], str]:
+    """Outcomes of a pytest run: its JUnit report, else (killed) what the plugin wrote."""
+    outcomes = parse_junit(read_report(out, JUNIT_FILE))
+    if outcomes:
+        return outcomes, ""
+    outcomes = parse_progress(read_report(out, PROGRESS_FILE))
+    hung = next(iter(hang_texts(out)), None)
+    if hung is None and result.timed_out:
+        hung = _hung_test(out, config, ended)
+    if hung is None:
+        return outcomes, ""
+    outcomes[hung] = TestOutcome.timeout
+    how = "the watchdog ended the run" if not result.timed_out else "the run was killed"
+    return outcomes, f"patchsmith: {hung}: {TIMEOUT_MARKER} ({how})"
+
+
+def _run_once(
+    sandbox: Sandbox,
+    workspace: Path,
+    test_cmd: str,
+    config: SandboxConfig,
+    *,
+    select: Sequence[str],
+    deselect: Sequence[str],
+    stop_first: bool,
+    coverage: bool,
+) -> TestReport:
+    out = prepare_report_dir(workspace)
+    env = command_env(test_cmd, report_dir=str(out), coverage=coverage)
+    pytest_cmd = is_pytest(test_cmd)
+    if pytest_cmd:
+        argv = pytest_argv(
+            test_cmd,
+            report_dir=str(out),
+            select=select,
+            deselect=deselect,
+            stop_first=stop_first,
+            coverage=coverage,
+        )
+        env.update(guard_env(config, env, report_dir=str(out)))
+        config = guarded_config(config)
+    else:
+        _, words = split_command(test_cmd)
+        argv = ["sh", "-c", test_cmd] if _SHELL_OPS.intersection(words) else words
+    result = sandbox.run(workspace, argv, config, env)
+    note = ""
+    if pytest_cmd:
+        outcomes, note = _pytest_report(out, result, config, time.time())
+    else:
+        outcome = TestOutcome.passed if result.ok else TestOutcome.failed
+        outcomes = {test_cmd: outcome}
+    return TestReport(
+        outcomes=outcomes,
+        exit_code=result.exit_code,
+        duration_s=result.duration_s,
+        timed_out=result.timed_out,
+        limit_hit=result.limit_hit,
+        log_tail=_log(result.stdout_tail, result.stderr_tail, note),
+    )
+
+
+def effective_command(test_cmd: str, workspace: Path) -> str:
+    """The command that actually runs: a unittest command's pytest equivalent, or itself."""
+    return pytest_equivalent(test_cmd, workspace) or test_cmd
+
+
+def ran_under_pytest(report: TestReport, test_cmd: str) -> bool:
+    """False when a converted unittest command fell back to its own exit code."""
+    return test_cmd not in report.outcomes
 
 
 def run_tests(
@@ -192,35 +429,26 @@ def run_tests(
     stop_first: bool = False,
     coverage: bool = False,
 ) -> TestReport:
-    """Run the tests once; SandboxStartError propagates (an infra fault, retried)."""
-    out = prepare_report_dir(workspace)
-    env = command_env(test_cmd, report_dir=str(out), coverage=coverage)
-    if is_pytest(test_cmd):
-        argv = pytest_argv(
-            test_cmd,
-            report_dir=str(out),
-            select=select,
-            deselect=deselect,
-            stop_first=stop_first,
-            coverage=coverage,
-        )
-    else:
-        _, words = split_command(test_cmd)
-        argv = ["sh", "-c", test_cmd] if _SHELL_OPS.intersection(words) else words
-    result = sandbox.run(workspace, argv, config, env)
-    if is_pytest(test_cmd):
-        outcomes = parse_junit(read_report(out, JUNIT_FILE))
-    else:
-        outcome = TestOutcome.passed if result.ok else TestOutcome.failed
-        outcomes = {test_cmd: outcome}
-    return TestReport(
-        outcomes=outcomes,
-        exit_code=result.exit_code,
-        duration_s=result.duration_s,
-        timed_out=result.timed_out,
-        limit_hit=result.limit_hit,
-        log_tail=_log(result.stdout_tail, result.stderr_tail),
-    )
+    """Run the tests once; SandboxStartError propagates (an infra fault, retried).
+
+    A unittest command runs under pytest (see :func:`pytest_equivalent`); if that collects
+    nothing or pytest itself fails (usage, internal error), the original command runs.
+    """
+    cmd = effective_command(test_cmd, workspace)
+    report = _run_once(
+        sandbox, workspace, cmd, config,
+        select=select, deselect=deselect, stop_first=stop_first, coverage=coverage,
+    )  # fmt: skip
+    if cmd == test_cmd or report.timed_out or select or deselect:
+        return report
+    if report.outcomes and report.exit_code in (0, 1):
+        return report
+    original = _run_once(
+        sandbox, workspace, test_cmd, config, select=(), deselect=(), stop_first=False,
+        coverage=False,
+    )  # fmt: skip
+    note = f"patchsmith: pytest could not run {test_cmd!r} (exit {report.exit_code}): by exit code"
+    return original.model_copy(update={"log_tail": _log(original.log_tail, note)})
 
 
 def target_outcome(outcomes: Mapping[str, TestOutcome], target: str) -> TestOutcome | None:
@@ -234,7 +462,7 @@ def target_outcome(outcomes: Mapping[str, TestOutcome], target: str) -> TestOutc
     children = [o for k, o in outcomes.items() if k.startswith(target + "::")]
     if not children:
         return None
-    for bad in (TestOutcome.error, TestOutcome.failed):
+    for bad in (TestOutcome.timeout, TestOutcome.error, TestOutcome.failed):
         if bad in children:
             return bad
     return TestOutcome.passed if TestOutcome.passed in children else TestOutcome.skipped
@@ -262,7 +490,7 @@ def staged_run(
     ``stopped_early=True`` and only the targets' outcomes. Otherwise the two stages merge.
     File-level targets (collection errors) also get an aggregate outcome under their key.
     """
-    if not targets or not is_pytest(test_cmd):
+    if not targets or not is_pytest(effective_command(test_cmd, workspace)):
         return run_tests(sandbox, workspace, test_cmd, config)
     first = run_tests(sandbox, workspace, test_cmd, config, select=targets, stop_first=True)
     first = _with_targets(first, targets)
