@@ -147,13 +147,15 @@ def test_coverage_is_read_read_only(tmp_path: Path) -> None:
         pytest.param(
             lambda f: f.write_bytes(b"SQLite format 3\0" + b"garbage" * 100), id="garbage"
         ),
-        pytest.param(lambda f: f.symlink_to("/etc/passwd"), id="symlink"),
+        # a link to valid coverage data elsewhere: only the no-symlink check refuses it
+        pytest.param(lambda f: f.symlink_to(f.parent.parent / "real.sqlite"), id="symlink"),
         pytest.param(lambda f: f.mkdir(), id="directory"),
     ],
 )
 def test_tampered_coverage_raises_coverage_error(tmp_path: Path, tamper: object) -> None:
     root = tmp_path / "ws"
     root.mkdir()
+    _write_coverage(tmp_path / "real.sqlite", root)
     tamper(root / "cov.sqlite")  # type: ignore[operator]
     with pytest.raises(CoverageError):
         coverage_by_test(root / "cov.sqlite", root)
