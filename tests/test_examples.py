@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +25,30 @@ pytestmark = [
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+def build_wheels(dest: Path) -> Path:
+    """unitconv's dependency as a wheel directory, built offline from a copy of its source
+    (what scripts/demo.sh does for examples/wheels)."""
+    src = dest / "src"
+    shutil.copytree(EXAMPLES / "unitconv" / "vendor" / "unitreg", src)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         str(src), "-w", str(dest / "wheels")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return dest / "wheels"
+
+
 def outcomes_by_test(project: Path) -> dict[str, str]:
     """Every test of a project and its outcome (PASSED / FAILED / ERROR).
 
     With patchsmith's per-test limit: a hanging bug's tests fail instead of never returning.
+    A project's vendored dependencies (unitconv's unitreg) are put on the path.
     """
+    vendored = [str(p) for p in sorted((project / "vendor").glob("*"))]
     env = {
         "PATH": str(Path(sys.executable).parent),
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "PYTHONPATH": GUARD_DIR,
+        "PYTHONPATH": os.pathsep.join([GUARD_DIR, *vendored]),
         "PATCHSMITH_TEST_TIMEOUT": "2",
     }
     proc = subprocess.run(
@@ -50,14 +67,18 @@ def outcomes_by_test(project: Path) -> dict[str, str]:
 def test_example_campaign_fixes_the_fixable_and_patches_hold(home: Path, tmp_path: Path) -> None:
     raw = yaml.safe_load((EXAMPLES / "campaign.yaml").read_text())
     raw["budget"] = {"max_attempts": 25, "max_wall_s": 240}
+    wheels = build_wheels(tmp_path / "deps")
     for inst in raw["instances"]:
         inst["repo"] = str(EXAMPLES / inst["repo"])
+        if "environment" in inst:
+            inst["environment"]["find_links"] = [str(wheels)]
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(raw))
     campaign = load_campaign(path)
     session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
     answers = json.loads((EXAMPLES / "answers.json").read_text())
     assert any("hangs" in inst.tags for inst in campaign.instances)
+    assert any("environment" in inst.tags for inst in campaign.instances)
     baselines: dict[str, dict[str, str]] = {}
     for inst in campaign.instances:
         outcome = run_instance(session, inst, DIRECT)
