@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import make_stats_project, patch_passes_tests, write_campaign
 
 from patchsmith.config import load_campaign
@@ -127,3 +128,22 @@ def test_editing_the_source_invalidates_cached_copies_and_stored_outcomes(
     fresh = run_instance(again, fixable, DIRECT)
     assert fresh.status == OutcomeStatus.unresolved
     assert "nothing to repair" in fresh.reasons[-1], "the edited source was tested, not a cache"
+
+
+def test_a_baseline_without_any_test_outcome_is_an_error_that_names_the_fix(
+    home: Path, project: Path, tmp_path: Path
+) -> None:
+    # pytest exits 4 (usage error) before running a single test: not "nothing to repair".
+    path = write_campaign(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["instances"] = [
+        {**raw["instances"][0], "test_cmd": "python -m pytest -q --no-such-option tests/"}
+    ]
+    path.write_text(yaml.safe_dump(raw))
+    campaign = load_campaign(path)
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, campaign.instances[0], DIRECT)
+    assert outcome.status == OutcomeStatus.error
+    assert outcome.attempts == 0
+    assert "reported no test outcome (exit 4" in outcome.reasons[-1]
+    assert "fix the test_cmd" in outcome.reasons[-1]

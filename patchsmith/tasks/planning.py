@@ -223,9 +223,12 @@ def make_plan(
         pytest_cmd
         and not baseline.outcomes
         and baseline.exit_code == PYTEST_USAGE_ERROR
-        and "--cov" in baseline.log_tail
+        and ("--cov" in baseline.log_tail or "pytest_cov" in baseline.log_tail)
     ):
-        notes.append("pytest rejected the coverage options (is pytest-cov installed?)")
+        notes.append(
+            "pytest-cov is not available in this environment: no per-test coverage, "
+            "localization uses tracebacks only (add pytest-cov to environment.install)"
+        )
         coverage = False
         baseline = run_tests(sandbox, workspace, cmd, config)
     if converted != cmd:

@@ -38,7 +38,8 @@ from patchsmith.infra.store import Store
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.critique import critique, lint_delta
 from patchsmith.tasks.edits import apply_diff, apply_diff_to_text, parse_diff
-from patchsmith.tasks.generate import Generator, make_generator, raise_if_malformed
+from patchsmith.tasks.generate import Generator, make_generator
+from patchsmith.tasks.malformed import raise_if_malformed
 from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.policy import Spend, budget_left, decide
 from patchsmith.tasks.testrun import is_pytest, run_tests, split_command, staged_run
@@ -332,7 +333,9 @@ def _repair(
     with ctx.trace("plan", {"instance_id": instance.instance_id}):
         plan = steps.plan(ctx, instance, pristine)
     state.reasons.extend(plan.notes)
-    cannot = _cannot_start(ctx, instance, plan.baseline)
+    cannot = _cannot_start(ctx, instance, plan.baseline) or _no_outcomes(
+        ctx, instance, plan.baseline
+    )
     if cannot:
         state.reasons.append(cannot)
         return _outcome(state, OutcomeStatus.error)
@@ -394,6 +397,21 @@ def _cannot_start(ctx: RepairContext, instance: Instance, baseline: TestReport) 
         f"sandbox (exit {baseline.exit_code}: {last[0]}); a program it runs is not visible "
         "there: fix: set environment.python to the interpreter or venv it needs (mounted "
         "read-only), or environment.install to build one from the repository's requirements"
+    )
+
+
+def _no_outcomes(ctx: RepairContext, instance: Instance, baseline: TestReport) -> str | None:
+    """A baseline that failed without reporting a single test (a pytest usage or internal
+    error, nothing collected): nothing can be localized or repaired, and it is the test
+    command or the environment that needs fixing, not the code."""
+    if baseline.outcomes or baseline.exit_code in (0, None):
+        return None
+    tail = " | ".join(baseline.log_tail.strip().splitlines()[-3:])
+    return (
+        f"{ctx.campaign.name}/{instance.instance_id}: the baseline ran but reported no test "
+        f"outcome (exit {baseline.exit_code}: {tail or 'no output'}); fix the test_cmd "
+        "(paths, options) or the environment (environment.python / environment.install) "
+        "so that it runs the tests"
     )
 
 
