@@ -194,6 +194,9 @@ class Stops:
         if self.signum is None:
             self.signum = signum
             running.request_stop()
+            # Each interrupted instance task ends Cancelled, which Prefect logs at ERROR:
+            # expected here, so not shown (the board and the closing line say it).
+            logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
             os.write(2, b"\nstopping: no new attempts; running sandboxes killed; finished "
                         b"attempts are kept (press Ctrl-C again to exit at once)\n")  # fmt: skip
             return
