@@ -4,12 +4,12 @@
 campaign run, by default) and adds them up overall, per tier and per model configuration
 (model id + adapters + quantization; tier 0 is ``search/mutation``). ``render_table`` and
 ``to_markdown`` present a report; ``compare`` puts experiments side by side and draws a
-chart (``reports_chart``). Metric definitions: ``patchsmith.infra.tracking_metrics``.
+chart (``reports_chart``). ``Report`` and ``Row`` are in ``report_types``, which both
+use. Metric definitions: ``patchsmith.infra.tracking_metrics``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +17,10 @@ from rich.table import Table
 
 from patchsmith.errors import ConfigError
 from patchsmith.infra.tracking_metrics import InstanceRecord, Stats, summarize
+from patchsmith.report_types import Report, Row
+from patchsmith.reports_chart import draw
 
 __all__ = ["Report", "Row", "campaign_report", "compare", "render_table", "to_markdown"]
-
-
-@dataclass
-class Row:
-    """One line of a report: everything (``all``), a tier, or a model configuration."""
-
-    scope: str  # "all" | "tier" | "config"
-    name: str
-    stats: Stats
-    tier: str | None = None
-
-
-@dataclass
-class Report:
-    """A campaign's product metrics."""
-
-    experiment: str
-    campaign_run_id: str | None
-    rows: list[Row] = field(default_factory=list)
-
-    @property
-    def overall(self) -> Stats:
-        return self.rows[0].stats
 
 
 def _client(tracking_uri: str) -> Any:
@@ -181,14 +160,11 @@ def to_markdown(report: Report) -> str:
 
 def compare(tracking_uri: str, experiments: list[str], chart: Path) -> tuple[str, Path]:
     """Experiments side by side (Markdown) and a PNG chart of correctness vs cost."""
-    from patchsmith.reports_chart import draw
-
     reports = [campaign_report(tracking_uri, name) for name in experiments]
     rows = [
         [rep.experiment, *_cells(row, rep.overall)]
         for rep in reports
-        for row in rep.rows
-        if row.scope in ("all", "config")
+        for row in rep.compared_rows()
     ]
     md = "## patchsmith comparison\n\n" + _md_table(["experiment", *COLUMNS], rows) + "\n"
     return md, draw(reports, chart)

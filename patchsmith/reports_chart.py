@@ -8,10 +8,8 @@ listed under the scatter.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from patchsmith.reports import Report
+from patchsmith.report_types import Report
 
 
 def draw(reports: list[Report], chart: Path) -> Path:
@@ -25,9 +23,7 @@ def draw(reports: list[Report], chart: Path) -> Path:
     unknown: list[str] = []
     markers = "osD^v<>ph*"
     for i, rep in enumerate(reports):
-        for row in rep.rows:
-            if row.scope not in ("all", "config"):
-                continue
+        for row in rep.compared_rows():
             s = row.stats
             label = rep.experiment if row.scope == "all" else f"{rep.experiment}: {row.name}"
             x, y = s.cost_per_success_usd, s.patch_correctness_rate

@@ -4,7 +4,8 @@ A campaign is one MLflow run (the parent) in an experiment named after the campa
 instance is a child run tagged ``mlflow.parentRunId``. Steps and model calls become spans
 of one MLflow trace per instance, linked to the instance run. The MLflow backend lives in
 ``tracking_mlflow`` (imported only when tracking is on); what goes into params, metrics
-and tags is decided in ``tracking_params`` and ``tracking_metrics``.
+and tags is decided in ``tracking_params`` and ``tracking_metrics``. ``SpanHandle``, which
+``step`` yields, is in ``tracking_types`` so that the backend need not import this module.
 
 Every method takes run ids explicitly: nothing here uses MLflow's per-thread active run,
 so instances may run on any thread (fluent calls from task threads leave orphan runs).
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from patchsmith.config import Campaign
 from patchsmith.domain import Attempt, Instance, Outcome, Usage
 from patchsmith.infra.llm.config import Prices  # one price model for tiers and tracking
+from patchsmith.infra.tracking_types import SpanHandle
 
 if TYPE_CHECKING:
     from patchsmith.infra.tracking_mlflow import MlflowTracker
@@ -30,35 +32,12 @@ __all__ = [
     "MlflowTracker",
     "NullTracker",
     "Prices",
-    "SpanHandle",
     "Tracker",
     "make_tracker",
     "price",
 ]
 
 log = logging.getLogger(__name__)
-
-
-class SpanHandle:
-    """What a ``step`` yields: add attributes or outputs to the span (no-op when off)."""
-
-    def __init__(self, span: Any = None) -> None:
-        self._span = span
-
-    def set(self, attributes: dict[str, Any]) -> None:
-        """Add attributes to the span; the key ``outputs`` sets the span's outputs."""
-        if self._span is None:
-            return
-        attrs = dict(attributes)
-        if "outputs" in attrs:
-            self._span.set_outputs(attrs.pop("outputs"))
-        if attrs:
-            self._span.set_attributes(attrs)
-
-    @property
-    def trace_id(self) -> str | None:
-        """The MLflow trace id of this span, None when tracking is off or failed."""
-        return getattr(self._span, "trace_id", None)
 
 
 class Tracker(Protocol):

@@ -45,7 +45,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from patchsmith.config import Campaign
 from patchsmith.domain import Attempt, Instance, Outcome, OutcomeStatus, Usage
-from patchsmith.infra.tracking import SpanHandle
 from patchsmith.infra.tracking_metrics import (
     InstanceAccount,
     InstanceRecord,
@@ -58,6 +57,7 @@ from patchsmith.infra.tracking_params import (
     flatten,
     instance_params,
 )
+from patchsmith.infra.tracking_types import SpanHandle
 
 log = logging.getLogger(__name__)
 

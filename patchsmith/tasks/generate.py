@@ -5,9 +5,7 @@ so a resumed campaign continues where it stopped; a generator may keep in-memory
 for its tier (the LLM generator keeps its plan and its round count).
 
 A generator that could not turn a model's reply into a diff still returns a candidate,
-so the attempt is counted and recorded: its ``description`` starts with ``MALFORMED``
-(``"malformed_edit: ApplyError: <reason>"``) and its ``diff`` holds the raw reply.
-``raise_if_malformed`` turns such a candidate back into its EditError before testing.
+marked malformed, so the attempt is counted and recorded (see ``malformed``).
 """
 
 from __future__ import annotations
@@ -17,13 +15,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from patchsmith.config import SearchTier, Tier
 from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport
-from patchsmith.errors import ApplyError, EditError, MalformedEdit
+from patchsmith.tasks.llm_generator import LLMGenerator
 from patchsmith.tasks.mutation import MutationSearch
 
 if TYPE_CHECKING:
     from patchsmith.infra.store import Store
-
-MALFORMED = "malformed_edit: "
 
 
 class Generator(Protocol):
@@ -77,21 +73,4 @@ def make_generator(tier: Tier, store: Store | None = None) -> Generator:
     else the default store when they name registry adapters)."""
     if isinstance(tier, SearchTier):
         return SearchGenerator(tier)
-    from patchsmith.tasks.llm_generator import LLMGenerator
-
     return LLMGenerator(tier, store)
-
-
-def malformed_description(error: EditError) -> str:
-    """The description of a candidate whose edit could not be used."""
-    return f"{MALFORMED}{type(error).__name__}: {error}"
-
-
-def raise_if_malformed(candidate: Candidate) -> None:
-    """Raise the EditError a generator recorded on a malformed candidate (else nothing)."""
-    if not candidate.description.startswith(MALFORMED):
-        return
-    kind, _, reason = candidate.description.removeprefix(MALFORMED).partition(": ")
-    if kind == ApplyError.__name__:
-        raise ApplyError(reason)
-    raise MalformedEdit(reason or kind)

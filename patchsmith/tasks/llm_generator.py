@@ -5,7 +5,7 @@ context within the tier's budget, feedback from earlier rounds), asks for ``samp
 completions in one batched call (samples take the tier's adapters in turn) and turns
 each reply into a candidate with the tolerant applier (exact, then
 whitespace-insensitive matching). A reply that does not parse or apply, or that edits
-files outside the instance's scope, becomes a malformed candidate (see ``generate.py``)
+files outside the instance's scope, becomes a malformed candidate (see ``malformed.py``)
 so the loop records a ``malformed_edit`` attempt with the reason.
 
 Each candidate carries the model that produced it (id, backend, adapters with sha256,
@@ -30,11 +30,11 @@ from patchsmith.infra.store import Store
 from patchsmith.prompts import prompt_hashes, render
 from patchsmith.tasks import llm_critic
 from patchsmith.tasks.edits import parse_diff
-from patchsmith.tasks.generate import malformed_description
 from patchsmith.tasks.llm_context import build_context, in_scope
 from patchsmith.tasks.llm_models import backend_for, provenance
 from patchsmith.tasks.llm_planner import PROMPTS as PLANNER_PROMPTS
 from patchsmith.tasks.llm_planner import LLMPlan, run_planner
+from patchsmith.tasks.malformed import is_malformed, malformed_description
 from patchsmith.tasks.search_replace import blocks_to_diff
 
 PROMPTS = ("generator_system", "generator_user")
@@ -165,9 +165,7 @@ class LLMGenerator:
         for use, completion in zip(uses, completions, strict=True):
             self.unpaid = self.unpaid + completion.usage
             candidate = self._candidate(backend, instance, root, completion, use, sampling)
-            if not candidate.description.startswith("malformed_edit") and (
-                candidate.candidate_id in seen
-            ):
+            if not is_malformed(candidate) and candidate.candidate_id in seen:
                 continue  # a repeat: its cost goes on the next new candidate
             seen.add(candidate.candidate_id)
             candidate.usage, self.unpaid = self.unpaid, Usage()

@@ -1,0 +1,39 @@
+"""A report's rows: what ``reports`` reads back from MLflow and ``reports_chart`` draws.
+
+Here, below both, so imports go one way: ``reports`` → ``reports_chart`` → ``report_types``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from patchsmith.infra.tracking_metrics import Stats
+
+__all__ = ["Report", "Row"]
+
+
+@dataclass
+class Row:
+    """One line of a report: everything (``all``), a tier, or a model configuration."""
+
+    scope: str  # "all" | "tier" | "config"
+    name: str
+    stats: Stats
+    tier: str | None = None
+
+
+@dataclass
+class Report:
+    """A campaign's product metrics."""
+
+    experiment: str
+    campaign_run_id: str | None
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def overall(self) -> Stats:
+        return self.rows[0].stats
+
+    def compared_rows(self) -> list[Row]:
+        """The rows a comparison of experiments shows: everything and each configuration."""
+        return [row for row in self.rows if row.scope in ("all", "config")]

@@ -1,0 +1,112 @@
+"""No import cycles among ``patchsmith`` modules.
+
+The graph is read with ``ast``, not by importing: an edge is a module-level import of a
+``patchsmith`` module, including imports under ``if TYPE_CHECKING:`` (a type that can only
+be named that way is a cycle too; move the type to the lower module instead). Imports
+inside functions are not edges, so a lazy import of a heavy backend is allowed; one used
+to hide a cycle is not, but that is for review to catch.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import patchsmith
+
+PACKAGE = Path(patchsmith.__file__).parent
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_level(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
+    """Imports run when the module is imported or type-checked: top level, ``if`` / ``try``."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        elif isinstance(node, ast.If):
+            found += module_level(node.body) + module_level(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                found += module_level(block)
+    return found
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Each ``patchsmith`` module and the ``patchsmith`` modules it imports at module level."""
+    files = {module_name(p, package): p for p in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        is_package = path.name == "__init__.py"
+        targets: set[str] = set()
+        for node in module_level(ast.parse(path.read_text(), str(path)).body):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+                continue
+            base = node.module or ""
+            if node.level:  # relative: from the package that holds this module
+                anchor = name.split(".")[: len(name.split(".")) - node.level + is_package]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:  # `from pkg import submodule` imports the submodule
+                sub = f"{base}.{alias.name}"
+                targets.add(sub if sub in files else base)
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or None."""
+    done: set[str] = set()
+    path: list[str] = []
+    on_path: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        on_path.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in done and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        on_path.discard(node)
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if start not in done and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_graph_sees_the_package() -> None:
+    graph = import_graph()
+    assert "patchsmith.infra.tracking_mlflow" in graph
+    assert "patchsmith.infra.tracking_types" in graph["patchsmith.infra.tracking_mlflow"]
+
+
+def test_a_cycle_is_found(tmp_path: Path) -> None:
+    pkg = tmp_path / "patchsmith"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from patchsmith.sub import b\n")
+    (pkg / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..a import A\n"
+    )
+    (pkg / "c.py").write_text("def f():\n    from patchsmith import a\n")  # lazy: no edge
+    graph = import_graph(pkg)
+    assert graph["patchsmith.c"] == set()
+    assert find_cycle(graph) == ["patchsmith.a", "patchsmith.sub.b", "patchsmith.a"]
+
+
+def test_no_import_cycles() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, (
+        "import cycle: " + " -> ".join(cycle or []) + " (move the shared names to the lower "
+        "module, or to a small module of their own, so imports go one way)"
+    )
