@@ -14,16 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the simulator
+
+from tracking_sim import Step, run_fake_instance
 
 from patchsmith.config import Campaign
 from patchsmith.domain import AttemptStatus, Instance
 from patchsmith.infra.tracking import NullTracker, Prices, Tracker
-from patchsmith.infra.tracking_sim import Step, run_fake_instance
 
 LLM = {"model": "qwen2.5-coder-1.5b", "quantization": {"method": "bnb-4bit", "quant_type": "nf4"}}
 

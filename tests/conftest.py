@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,15 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI a missing bubblewrap fails the run: the sandbox tests must not silently skip."""
+    if os.environ.get("CI") == "true" and shutil.which("bwrap") is None:
+        raise pytest.UsageError(
+            "CI=true but bubblewrap (bwrap) is not on PATH, so the sandbox tests cannot run; "
+            "install it (scripts/install.sh does, as root: apt-get install bubblewrap)"
+        )
 
 
 @pytest.fixture

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pytest
 import yaml
 
 from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.errors import SandboxStartError
+from patchsmith.infra.sandbox import Sandbox
+
+HAVE_BWRAP = shutil.which("bwrap") is not None
+# Outside CI a machine without bubblewrap skips the sandbox tests; with CI=true conftest.py
+# stops the session at its start instead, so they never skip there.
+needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) is not installed")
 
 PYPROJECT = '[tool.pytest.ini_options]\npythonpath = ["."]\n'
 
@@ -120,6 +128,26 @@ def patch_passes_tests(project: Path, patch: str, test_file: str, tmp: Path) -> 
         check=False,
     )
     return proc.returncode == 0
+
+
+class RecordingSandbox:
+    """A real sandbox that keeps every call's argv and result, to see what ran."""
+
+    def __init__(self, inner: Sandbox) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[tuple[list[str], ExecResult]] = []
+
+    def run(
+        self,
+        workspace: Path,
+        argv: Sequence[str],
+        config: SandboxConfig,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        result = self.inner.run(workspace, argv, config, env)
+        self.calls.append((list(argv), result))
+        return result
 
 
 class BrokenSandbox:

@@ -38,8 +38,12 @@ def test_accepts_only_when_targets_pass_without_regressions() -> None:
     regress = critique(p, TestReport(outcomes={"t1": P, "t2": P, "g1": F}), DIFF)
     assert regress.verdict == Verdict.refine
     assert regress.regressions == ["g1"]
-    assert half.score > regress.score - 1  # partial progress scores above nothing
-    assert ok.score > half.score
+    none = critique(p, TestReport(outcomes={"t1": F, "t2": F, "g1": P}), DIFF)
+    # Same diff, so only the evidence differs: every target fixed > half fixed > nothing
+    # fixed; fixing everything at the cost of the only guard is no better than nothing.
+    assert ok.score > half.score > none.score
+    assert half.score > regress.score
+    assert regress.score <= none.score  # a regression undoes all the progress
 
 
 def test_vanished_guard_is_a_regression_but_not_when_stopped_early() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import uv
 import yaml
-from helpers import make_stats_project
+from helpers import HAVE_BWRAP, make_stats_project
 from typer.testing import CliRunner
 
 from patchsmith.cli_env import env_app
@@ -43,7 +43,7 @@ from patchsmith.tasks.campaign import close_session, open_session, run_instance,
 from patchsmith.tasks.repair import DIRECT, pristine_tree
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None or os.geteuid() != 0,
+    not HAVE_BWRAP or os.geteuid() != 0,
     reason="environment builds are tested in the bwrap sandbox, as root (the worker's case)",
 )
 

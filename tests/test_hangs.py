@@ -8,12 +8,12 @@ that is missing or wrong (``timed_out``, no outcomes), not as a slow test.
 from __future__ import annotations
 
 import importlib
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import HAVE_BWRAP
 
 from patchsmith.config import load_campaign
 from patchsmith.domain import Instance, OutcomeStatus, SandboxConfig
@@ -31,8 +31,8 @@ CMD = "python -m pytest -q"
 
 @pytest.fixture
 def bwrap() -> Sandbox:
-    if not shutil.which("bwrap"):
-        pytest.skip("bubblewrap is not installed")
+    if not HAVE_BWRAP:
+        pytest.skip("bubblewrap (bwrap) is not installed")
     return get_sandbox("bwrap")
 
 

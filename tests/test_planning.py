@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from helpers import BrokenSandbox
+from helpers import BrokenSandbox, needs_bwrap
 
 from patchsmith.domain import Instance, SandboxConfig
 from patchsmith.errors import SandboxStartError
@@ -83,15 +81,8 @@ def instance(**kw: object) -> Instance:
     return Instance.model_validate({"id": "demo", "repo": ".", **kw})
 
 
-@pytest.fixture(params=["subprocess", "bwrap"])
+@pytest.fixture(params=["subprocess", pytest.param("bwrap", marks=needs_bwrap)])
 def sandbox(request: pytest.FixtureRequest) -> Sandbox:
-    if request.param == "bwrap":
-        if not shutil.which("bwrap"):
-            pytest.skip("bubblewrap is not installed")
-        try:
-            importlib.import_module("patchsmith.infra.sandbox.bwrap")
-        except ImportError:
-            pytest.skip("the bwrap sandbox backend is not available yet")
     return get_sandbox(request.param)
 
 

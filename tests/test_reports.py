@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from tracking_sim import Step, run_fake_instance
 
 from patchsmith.config import Campaign
 from patchsmith.domain import AttemptStatus, Instance, config_hash
 from patchsmith.errors import ConfigError
 from patchsmith.infra.tracking import Prices
-from patchsmith.infra.tracking_sim import Step, run_fake_instance
 from patchsmith.reports import campaign_report, compare, render_table, to_markdown
 
 # MLflow warns (UserWarning, coloured text) when it imports mlflow.pyfunc lazily while

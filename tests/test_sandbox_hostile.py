@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import platform
-import shutil
 import socket
 import stat
 import subprocess
@@ -20,12 +19,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import needs_bwrap
 
 from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.infra.sandbox import cgroups
 from patchsmith.infra.sandbox.bwrap import DENIED, BwrapSandbox, syscall_numbers
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+pytestmark = needs_bwrap
 PY = sys.executable
 
 
@@ -207,7 +207,6 @@ def test_swap_report_dir_for_a_symlink():
 """
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 def test_report_dir_swapped_for_a_symlink_is_never_followed_by_root(tmp_path: Path) -> None:
     from patchsmith.domain import Instance
     from patchsmith.infra.workspace import WorkspaceManager
@@ -233,7 +232,6 @@ def test_report_dir_swapped_for_a_symlink_is_never_followed_by_root(tmp_path: Pa
     assert (victim / "junit.xml").read_text() == planted, "root deleted through the link"
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 def test_disk_filler_is_stopped_at_the_file_size_limit(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

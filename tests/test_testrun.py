@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from helpers import BrokenSandbox
+from helpers import BrokenSandbox, RecordingSandbox
 
 from patchsmith.domain import SandboxConfig
 from patchsmith.domain import TestOutcome as Outcome
@@ -199,17 +199,18 @@ STAGED = {
 
 def test_staged_run_stops_when_a_target_fails(tmp_path: Path) -> None:
     ws = write(tmp_path, {**STAGED, "mod.py": "def inc(x):\n    return x\n"})
-    report = staged_run(
-        get_sandbox("subprocess"), ws, CMD, CONFIG, ["tests/test_a.py::test_target"]
-    )
+    sandbox = RecordingSandbox(get_sandbox("subprocess"))
+    report = staged_run(sandbox, ws, CMD, CONFIG, ["tests/test_a.py::test_target"])
     assert report.stopped_early
     assert report.outcomes == {"tests/test_a.py::test_target": Outcome.failed}
+    assert len(sandbox.calls) == 1, "the rest must not run after a target failed"
 
 
 def test_staged_run_merges_both_stages(tmp_path: Path) -> None:
     ws = write(tmp_path, STAGED)
     targets = ["tests/test_a.py::test_target"]
-    report = staged_run(get_sandbox("subprocess"), ws, CMD, CONFIG, targets)
+    sandbox = RecordingSandbox(get_sandbox("subprocess"))
+    report = staged_run(sandbox, ws, CMD, CONFIG, targets)
     assert not report.stopped_early
     assert report.outcomes == {
         "tests/test_a.py::test_target": Outcome.passed,
@@ -217,8 +218,11 @@ def test_staged_run_merges_both_stages(tmp_path: Path) -> None:
         "tests/test_b.py::test_guard": Outcome.passed,
     }
     assert report.exit_code == 0
-    single = run_tests(get_sandbox("subprocess"), ws, CMD, CONFIG, select=targets)
-    assert report.duration_s > single.duration_s  # two runs summed
+    # Two sandbox runs: the target alone, then everything but the target; times add up.
+    (first, first_result), (rest, rest_result) = sandbox.calls
+    assert targets[0] in first and "--deselect" not in first
+    assert rest[rest.index("--deselect") + 1] == targets[0]
+    assert report.duration_s == pytest.approx(first_result.duration_s + rest_result.duration_s)
 
 
 def test_staged_run_with_every_test_targeted(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import socket
 import threading
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tracking_sim import Step, run_fake_instance
 
 from patchsmith.config import Campaign, SearchTier
 from patchsmith.domain import AttemptStatus, Instance, OutcomeStatus, config_hash
 from patchsmith.infra.tracking import NullTracker, Prices, make_tracker, price
 from patchsmith.infra.tracking_params import flatten
-from patchsmith.infra.tracking_sim import Step, run_fake_instance
 
 # MLflow warns (UserWarning, coloured text) when it imports mlflow.pyfunc lazily while
 # starting the first span; with warnings as errors, that span would silently be dropped.
@@ -76,7 +77,8 @@ def test_price_known_unknown_and_zero(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_params_flatten_hashes_long_text_and_drops_secrets() -> None:
     out = flatten("tier.1", {"api_key": "sk-x", "prompt": "p" * 500, "sampling": {"t": 0.2}})
-    assert out == {"tier.1.prompt.sha256": out["tier.1.prompt.sha256"], "tier.1.sampling.t": "0.2"}
+    digest = hashlib.sha256(b"p" * 500).hexdigest()
+    assert out == {"tier.1.prompt.sha256": digest, "tier.1.sampling.t": "0.2"}
 
 
 def test_lifecycle_records_params_metrics_artifacts_and_traces(tracker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

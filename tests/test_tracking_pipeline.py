@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from helpers import make_stats_project, write_campaign
 
 from patchsmith.config import load_campaign
-from patchsmith.domain import OutcomeStatus
+from patchsmith.domain import AttemptStatus, OutcomeStatus
 from patchsmith.flows.common import campaign_yaml
 from patchsmith.infra.store import Store
 from patchsmith.infra.tracking_mlflow import MlflowTracker
@@ -98,3 +99,68 @@ def test_live_tracking_records_spans_per_step(
     )
     names = {span.name for trace in traces for span in trace.data.spans}
     assert {"plan", "generate", "sandbox-test", "critique", "verify"} <= names
+
+
+def test_live_tracking_logs_every_attempt_as_it_happens(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each attempt of a real campaign is in MLflow: step-indexed metrics, patch and summary."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    make_stats_project(tmp_path)
+    campaign = load_campaign(write_campaign(tmp_path, name="per-attempt"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=True)
+    outcomes = [run_instance(session, inst, DIRECT) for inst in campaign.instances]
+    close_session(session, campaign_yaml(campaign))
+    assert not getattr(session.tracker, "failed", False)
+    assert [o.status for o in outcomes] == [OutcomeStatus.resolved, OutcomeStatus.unresolved]
+
+    client = MlflowClient(uri)
+    rows = session.store.instance_runs(session.campaign_id)
+    assert len(rows) == 2
+    for row in rows:
+        attempts = session.store.attempts_for_run(row["id"])
+        numbers = [a.number for a in attempts]
+        assert numbers == list(range(1, len(attempts) + 1)) and len(attempts) >= 1
+        run = client.get_run(row["mlflow_run_id"])
+
+        def history(name: str, run_id: str = run.info.run_id) -> list[tuple[int, float]]:
+            return sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+
+        assert history("attempt_accepted") == [
+            (a.number, float(a.status == AttemptStatus.accepted)) for a in attempts
+        ]
+        assert history("attempt_well_formed") == [
+            (a.number, float(a.status != AttemptStatus.malformed_edit)) for a in attempts
+        ]
+        assert history("attempt_tests_failing") == [
+            (a.number, float(len(a.report.failing()))) for a in attempts if a.report is not None
+        ]
+        assert history("attempt_duration_s") == [
+            (a.number, pytest.approx(a.duration_s)) for a in attempts
+        ]
+
+        listed = {f.path for f in client.list_artifacts(run.info.run_id, "attempts")}
+        for a in attempts:
+            stem = f"attempts/{a.number:03d}"
+            summary = json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{stem}.json"))
+            assert (summary["number"], summary["status"]) == (a.number, str(a.status))
+            assert summary["instance_id"] == row["instance_id"]
+            if a.candidate is not None:
+                patch = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{stem}.patch")
+                assert patch == a.candidate.diff
+            else:
+                assert f"{stem}.patch" not in listed
+        assert {p for p in listed if p.endswith(".json")} == {
+            f"attempts/{a.number:03d}.json" for a in attempts
+        }
+    accepted = [
+        a
+        for row in rows
+        for a in session.store.attempts_for_run(row["id"])
+        if a.status == AttemptStatus.accepted
+    ]
+    assert len(accepted) == 1, "the fixable instance ends on exactly one accepted attempt"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -11,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import needs_bwrap
 
 from patchsmith.domain import Instance, SandboxConfig
 from patchsmith.errors import WorkspaceError
@@ -158,7 +158,7 @@ def test_concurrent_attempts_are_isolated(repo: Path, attempts: WorkspaceManager
     assert (pristine / "pkg" / "mod.py").read_text() == "VALUE = 2\n"
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+@needs_bwrap
 def test_sandbox_can_write_its_attempt_but_not_pristine(
     repo: Path, attempts: WorkspaceManager
 ) -> None:

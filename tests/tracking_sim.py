@@ -1,9 +1,10 @@
 """A scripted instance lifecycle that drives any ``Tracker`` like the pipeline does.
 
-Used by the tracking tests, the reports tests and ``bench/tracking_overhead.py``: it makes
-realistic attempts (diffs, test logs, critiques, usage) without sandboxes or models, and
-calls the tracker in the pipeline's order: plan → (generate → sandbox-test → critique →
-refine)* → end.
+Test support, not part of the package. Used by the tracking tests, the reports tests and
+``bench/tracking_overhead.py``: it makes realistic attempts (diffs, test logs, critiques,
+usage) without sandboxes or models, and calls the tracker in the pipeline's order: plan →
+(generate → sandbox-test → critique → refine)* → end. That the real pipeline calls the
+tracker this way is checked against a real campaign in ``test_tracking_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from patchsmith.domain import (
     Usage,
     Verdict,
 )
-from patchsmith.infra.tracking import Prices, Tracker, price
+from patchsmith.infra.llm.config import Prices
+from patchsmith.infra.tracking import Tracker, price
 
 SEARCH: dict[str, Any] = {}  # tier 0 has no model
 
