@@ -357,10 +357,15 @@ def test_cgroups_of_a_killed_process_are_reaped_and_live_ones_kept(tmp_path: Pat
 def test_cgroup_is_removed_after_the_run(ws: Path) -> None:
     found = cgroups.support()
     assert found.pids is not None
-    before = {p.name for p in found.pids.iterdir() if p.is_dir()}
+    mine = f"{os.getpid()}-"  # other patchsmith processes on this machine have their own
+
+    def groups() -> set[str]:
+        return {p.name for p in found.pids.iterdir() if p.is_dir() and p.name.startswith(mine)}
+
+    before = groups()
     r = run(ws, "import subprocess; subprocess.Popen(['setsid', 'sleep', '100'])")
     assert r.exit_code == 0
-    assert {p.name for p in found.pids.iterdir() if p.is_dir()} == before
+    assert groups() == before
 
 
 # ---------------------------------------------------------------- seccomp denylist
