@@ -163,3 +163,14 @@ class BrokenSandbox:
         env: Mapping[str, str] | None = None,
     ) -> ExecResult:
         raise SandboxStartError("bwrap: cannot create namespace")
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in a test repository (as the test user, with a throwaway identity)."""
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()

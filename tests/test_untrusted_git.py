@@ -10,24 +10,14 @@ fingerprinting must leave every marker absent and the files exactly as committed
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from patchsmith.domain import Instance
 from patchsmith.errors import WorkspaceError
 from patchsmith.infra.workspace import WorkspaceManager
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @pytest.fixture

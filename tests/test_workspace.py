@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import needs_bwrap
+from helpers import git, needs_bwrap
 
 from patchsmith.domain import Instance, SandboxConfig
 from patchsmith.errors import WorkspaceError
@@ -18,16 +18,6 @@ from patchsmith.infra.sandbox.bwrap import BwrapSandbox
 from patchsmith.infra.workspace import WorkspaceManager
 
 IS_ROOT = os.geteuid() == 0
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @pytest.fixture
