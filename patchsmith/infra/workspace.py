@@ -30,6 +30,7 @@ from typing import Literal
 from patchsmith.domain import Instance
 from patchsmith.errors import WorkspaceError
 from patchsmith.infra import gitmirror
+from patchsmith.infra.sandbox.running import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,6 @@ def _umount(path: Path) -> None:
             _libc.umount2(str(path).encode(), _MNT_DETACH)
         elif err != errno.EINVAL:  # EINVAL: not mounted
             raise OSError(err, f"umount {path}: {os.strerror(err)}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _chown_tree(path: Path, uid: int) -> None:
@@ -125,7 +116,7 @@ class WorkspaceManager:
         reaped = 0
         for base in (self.root / "attempts").iterdir():
             pid = base.name.split("-", 1)[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 continue
             for mount in (base / "merged", base):  # the overlay, then the tmpfs under it
                 if os.path.ismount(mount):

@@ -52,7 +52,6 @@ from patchsmith.infra.sandbox.limits import (
     capture,
     disk_full,
     exec_result,
-    kill_group,
     prlimit_prefix,
 )
 
@@ -375,7 +374,7 @@ class BwrapSandbox:
         # and the kernel then kills every process left in the namespace.
         with running.tracked(proc.pid):
             got = capture(
-                proc, config.timeout_s, config.output_kb * 1024, lambda: kill_group(proc.pid)
+                proc, config.timeout_s, config.output_kb * 1024, lambda: running.kill(proc.pid)
             )
         code = None if got.timed_out else proc.returncode
         if group is not None and group.join_failed(code, got.stderr):

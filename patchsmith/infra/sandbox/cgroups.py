@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from patchsmith.infra.sandbox.running import pid_alive
+
 log = logging.getLogger(__name__)
 
 JOIN_FAILED = 125
@@ -201,16 +203,6 @@ def support() -> Support:
         return _support
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _members(group: Path) -> set[int]:
     try:
         text = (group / "cgroup.procs").read_text()
@@ -273,7 +265,7 @@ def reap_stale(found: Support) -> int:
             continue
         for group in base.iterdir():
             pid = group.name.split("-", 1)[0]
-            if not group.is_dir() or not pid.isdigit() or _alive(int(pid)):
+            if not group.is_dir() or not pid.isdigit() or pid_alive(int(pid)):
                 continue
             if _remove(group):
                 reaped += 1

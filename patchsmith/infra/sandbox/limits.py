@@ -6,7 +6,6 @@ kept, so a command that prints gigabytes costs neither memory nor disk.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import selectors
@@ -83,12 +82,6 @@ def prlimit_prefix(config: SandboxConfig, nproc: bool = True) -> list[str]:
         "--core=0",
         "--",
     ]
-
-
-def kill_group(pgid: int) -> None:
-    """SIGKILL a whole process group; a group that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def tail(data: bytes, limit: int) -> str:

@@ -49,6 +49,17 @@ def kill(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists (owned by anyone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def kill_all() -> int:
     """SIGKILL every registered group; returns how many there were."""
     with _lock:

@@ -24,7 +24,6 @@ from patchsmith.infra.sandbox.limits import (
     base_env,
     capture,
     exec_result,
-    kill_group,
     prlimit_prefix,
 )
 
@@ -82,7 +81,7 @@ class SubprocessSandbox:
                 raise SandboxStartError(f"cannot start prlimit for {argv[0]!r}: {exc}") from exc
             with running.tracked(proc.pid):
                 got = capture(
-                    proc, config.timeout_s, config.output_kb * 1024, lambda: kill_group(proc.pid)
+                    proc, config.timeout_s, config.output_kb * 1024, lambda: running.kill(proc.pid)
                 )
             code = None if got.timed_out else proc.returncode
             if group is not None and group.join_failed(code, got.stderr):
