@@ -6,7 +6,7 @@ import time
 
 from patchsmith.domain import Budget, Plan, TestOutcome, TestReport, Usage, Verdict
 from patchsmith.tasks.critique import critique, lint_delta
-from patchsmith.tasks.edits import make_diff
+from patchsmith.tasks.edits.diff import make_diff
 from patchsmith.tasks.policy import Spend, decide
 
 P, F = TestOutcome.passed, TestOutcome.failed

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patchsmith.errors import ApplyError, EditError, MalformedEdit
-from patchsmith.tasks.edits import (
+from patchsmith.tasks.edits.diff import (
     apply_diff,
     apply_diff_to_text,
     changed_lines,

@@ -16,7 +16,7 @@ from patchsmith.config import load_campaign
 from patchsmith.domain import OutcomeStatus
 from patchsmith.tasks.campaign import open_session, run_instance
 from patchsmith.tasks.repair import DIRECT
-from patchsmith.tasks.testrun import GUARD_DIR, GUARD_PLUGIN
+from patchsmith.tasks.testing.run import GUARD_DIR, GUARD_PLUGIN
 
 pytestmark = [
     pytest.mark.slow,

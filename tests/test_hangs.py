@@ -20,10 +20,10 @@ from patchsmith.domain import Instance, OutcomeStatus, SandboxConfig
 from patchsmith.domain import TestOutcome as Outcome
 from patchsmith.infra.sandbox import Sandbox, get_sandbox
 from patchsmith.tasks.campaign import open_session, run_instance
-from patchsmith.tasks.junit import TIMEOUT_MARKER
 from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.repair import DIRECT
-from patchsmith.tasks.testrun import GUARD_DIR, pytest_equivalent, run_tests
+from patchsmith.tasks.testing.junit import TIMEOUT_MARKER
+from patchsmith.tasks.testing.run import GUARD_DIR, pytest_equivalent, run_tests
 
 NO_AUTOLOAD = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 CMD = "python -m pytest -q"

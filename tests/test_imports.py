@@ -10,16 +10,33 @@ to hide a cycle is not, but that is for review to catch.
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
-import patchsmith
+# patchsmith's own folder and the root folders mapped into it (pyproject's package-dir).
+ROOTS = ("patchsmith", "patchsmith.flows", "patchsmith.tasks", "patchsmith.adapters",
+         "patchsmith.infra")
 
-PACKAGE = Path(patchsmith.__file__).parent
+
+def package_roots() -> dict[str, Path]:
+    """Where each root package's files are, as the installed patchsmith finds them."""
+    roots: dict[str, Path] = {}
+    for name in ROOTS:
+        spec = importlib.util.find_spec(name)
+        assert spec and spec.submodule_search_locations, name
+        roots[name] = Path(next(iter(spec.submodule_search_locations)))
+    return roots
 
 
-def module_name(path: Path, package: Path = PACKAGE) -> str:
-    parts = path.relative_to(package.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def module_files(roots: dict[str, Path]) -> dict[str, Path]:
+    """Every module under the roots, by dotted name (a root nested in another is its own)."""
+    files: dict[str, Path] = {}
+    for name, folder in roots.items():
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            files.setdefault(".".join([name, *parts]), path)
+    return files
 
 
 def module_level(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
@@ -36,9 +53,9 @@ def module_level(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
     return found
 
 
-def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+def import_graph(roots: dict[str, Path] | None = None) -> dict[str, set[str]]:
     """Each ``patchsmith`` module and the ``patchsmith`` modules it imports at module level."""
-    files = {module_name(p, package): p for p in package.rglob("*.py")}
+    files = module_files(roots or package_roots())
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         is_package = path.name == "__init__.py"
@@ -86,6 +103,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_the_package() -> None:
     graph = import_graph()
     assert "patchsmith.infra.tracking_mlflow" in graph
+    assert "patchsmith.tasks.testing.run" in graph["patchsmith.tasks.repair"]
     assert "patchsmith.infra.tracking_types" in graph["patchsmith.infra.tracking_mlflow"]
 
 
@@ -99,7 +117,7 @@ def test_a_cycle_is_found(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..a import A\n"
     )
     (pkg / "c.py").write_text("def f():\n    from patchsmith import a\n")  # lazy: no edge
-    graph = import_graph(pkg)
+    graph = import_graph({"patchsmith": pkg})
     assert graph["patchsmith.c"] == set()
     assert find_cycle(graph) == ["patchsmith.a", "patchsmith.sub.b", "patchsmith.a"]
 

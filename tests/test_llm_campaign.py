@@ -21,7 +21,7 @@ from patchsmith.domain import AttemptStatus, OutcomeStatus
 from patchsmith.errors import ConfigError
 from patchsmith.infra.store import Store
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
-from patchsmith.tasks.llm_models import clear_backends
+from patchsmith.tasks.llm.models import clear_backends
 from patchsmith.tasks.repair import DIRECT
 
 pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")

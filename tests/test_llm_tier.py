@@ -25,12 +25,12 @@ from patchsmith.infra.llm.config import ModelConfig
 from patchsmith.infra.llm.scripted import ScriptedBackend
 from patchsmith.infra.llm.types import ChatMessage, ChatRequest
 from patchsmith.prompts import prompt_hash, render
+from patchsmith.tasks.edits.malformed import raise_if_malformed
 from patchsmith.tasks.generate import make_generator
-from patchsmith.tasks.llm_context import build_context, estimate_tokens
-from patchsmith.tasks.llm_generator import LLMGenerator
-from patchsmith.tasks.llm_models import ask_json, backend_for, clear_backends, use_backend
-from patchsmith.tasks.llm_planner import LLMPlan, run_planner
-from patchsmith.tasks.malformed import raise_if_malformed
+from patchsmith.tasks.llm.context import build_context, estimate_tokens
+from patchsmith.tasks.llm.generator import LLMGenerator
+from patchsmith.tasks.llm.models import ask_json, backend_for, clear_backends, use_backend
+from patchsmith.tasks.llm.planner import LLMPlan, run_planner
 
 SOURCE = '''def area(w, h):
     """Area of a rectangle."""

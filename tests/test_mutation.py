@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from patchsmith.domain import Intent, Plan, SuspiciousLine, TestReport
-from patchsmith.tasks.edits import apply_diff
-from patchsmith.tasks.mutation import MutationSearch, mutants_for
-from patchsmith.tasks.mutation_ops import OPERATORS, PRIORITY
+from patchsmith.tasks.edits.diff import apply_diff
+from patchsmith.tasks.search.mutation import MutationSearch, mutants_for
+from patchsmith.tasks.search.operators import OPERATORS, PRIORITY
 
 BUGS: dict[str, tuple[str, int, str, Callable[[dict[str, Any]], bool]]] = {
     "range": (

@@ -210,7 +210,7 @@ def test_swap_report_dir_for_a_symlink():
 def test_report_dir_swapped_for_a_symlink_is_never_followed_by_root(tmp_path: Path) -> None:
     from patchsmith.domain import Instance
     from patchsmith.infra.workspace import WorkspaceManager
-    from patchsmith.tasks.testrun import run_tests
+    from patchsmith.tasks.testing.run import run_tests
 
     victim = tmp_path / "victim"
     victim.mkdir(mode=0o700)

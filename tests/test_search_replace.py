@@ -10,8 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patchsmith.errors import ApplyError, EditError, MalformedEdit
-from patchsmith.tasks.edits import apply_diff
-from patchsmith.tasks.search_replace import EditBlock, apply_blocks, blocks_to_diff, parse_blocks
+from patchsmith.tasks.edits.diff import apply_diff
+from patchsmith.tasks.edits.search_replace import (
+    EditBlock,
+    apply_blocks,
+    blocks_to_diff,
+    parse_blocks,
+)
 
 SOURCE = """def area(w, h):
     if w < 0:

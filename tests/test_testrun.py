@@ -12,8 +12,8 @@ from patchsmith.domain import SandboxConfig
 from patchsmith.domain import TestOutcome as Outcome
 from patchsmith.errors import SandboxStartError
 from patchsmith.infra.sandbox import get_sandbox
-from patchsmith.tasks.junit import failure_texts, parse_junit
-from patchsmith.tasks.testrun import (
+from patchsmith.tasks.testing.junit import failure_texts, parse_junit
+from patchsmith.tasks.testing.run import (
     command_env,
     is_pytest,
     pytest_argv,

@@ -21,7 +21,7 @@ from pathlib import Path
 from coverage.numbits import numbits_to_nums
 
 from patchsmith.domain import SuspiciousLine
-from patchsmith.tasks.testrun import check_report
+from patchsmith.tasks.testing.run import check_report
 
 Line = tuple[str, int]
 
@@ -123,7 +123,7 @@ def coverage_by_test(data_file: Path, root: Path) -> dict[str, set[Line]]:
     """Lines (path relative to root, line) that each test ran; {} when there is no data.
 
     The file (and coverage.py's parallel ``<name>.*`` files) must pass the same checks as
-    any report the tests wrote (a plain file, not a link, not huge; see ``testrun``) and is
+    any report the tests wrote (a plain file, not a link, not huge; see ``testing/run.py``) and is
     opened read-only. Raises CoverageError when it is there but unreadable or tampered with.
     """
     out = data_file.parent

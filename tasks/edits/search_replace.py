@@ -12,7 +12,7 @@
 The file path sits on the line before the block (fences in between are tolerated);
 a block right after another one may leave it out and reuse the previous path.
 :func:`apply_blocks` computes the new file contents without writing them; feed its
-result to :func:`patchsmith.tasks.edits.make_diff` to get the normalized diff.
+result to :func:`patchsmith.tasks.edits.diff.make_diff` to get the normalized diff.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchsmith.errors import ApplyError, MalformedEdit
-from patchsmith.tasks.edits import make_diff
-from patchsmith.tasks.edits_parse import check_relpath, resolve_inside, split_lines
+from patchsmith.tasks.edits.diff import make_diff
+from patchsmith.tasks.edits.parse import check_relpath, resolve_inside, split_lines
 
 _SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\b.*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")

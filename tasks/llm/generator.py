@@ -5,7 +5,7 @@ context within the tier's budget, feedback from earlier rounds), asks for ``samp
 completions in one batched call (samples take the tier's adapters in turn) and turns
 each reply into a candidate with the tolerant applier (exact, then
 whitespace-insensitive matching). A reply that does not parse or apply, or that edits
-files outside the instance's scope, becomes a malformed candidate (see ``malformed.py``)
+files outside the instance's scope, becomes a malformed candidate (see ``edits/malformed.py``)
 so the loop records a ``malformed_edit`` attempt with the reason.
 
 Each candidate carries the model that produced it (id, backend, adapters with sha256,
@@ -28,14 +28,14 @@ from patchsmith.infra.llm.config import Sampling
 from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, ModelBackend
 from patchsmith.infra.store import Store
 from patchsmith.prompts import prompt_hashes, render
-from patchsmith.tasks import llm_critic
-from patchsmith.tasks.edits import parse_diff
-from patchsmith.tasks.llm_context import build_context, in_scope
-from patchsmith.tasks.llm_models import backend_for, provenance
-from patchsmith.tasks.llm_planner import PROMPTS as PLANNER_PROMPTS
-from patchsmith.tasks.llm_planner import LLMPlan, run_planner
-from patchsmith.tasks.malformed import is_malformed, malformed_description
-from patchsmith.tasks.search_replace import blocks_to_diff
+from patchsmith.tasks.edits.diff import parse_diff
+from patchsmith.tasks.edits.malformed import is_malformed, malformed_description
+from patchsmith.tasks.edits.search_replace import blocks_to_diff
+from patchsmith.tasks.llm import critic as llm_critic
+from patchsmith.tasks.llm.context import build_context, in_scope
+from patchsmith.tasks.llm.models import backend_for, provenance
+from patchsmith.tasks.llm.planner import PROMPTS as PLANNER_PROMPTS
+from patchsmith.tasks.llm.planner import LLMPlan, run_planner
 
 PROMPTS = ("generator_system", "generator_user")
 GENERATOR = "llm"

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from patchsmith.config import SearchTier, Tier
 from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport
-from patchsmith.tasks.llm_generator import LLMGenerator
-from patchsmith.tasks.mutation import MutationSearch
+from patchsmith.tasks.llm.generator import LLMGenerator
+from patchsmith.tasks.search.mutation import MutationSearch
 
 if TYPE_CHECKING:
     from patchsmith.infra.store import Store

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from patchsmith.domain import ExecResult, SandboxConfig, TestOutcome, TestReport
 from patchsmith.infra.sandbox import Sandbox
-from patchsmith.tasks.junit import TIMEOUT_MARKER, parse_junit, parse_progress
+from patchsmith.tasks.testing.junit import TIMEOUT_MARKER, parse_junit, parse_progress
 
 REPORT_DIR = ".patchsmith"
 JUNIT_FILE = "junit.xml"

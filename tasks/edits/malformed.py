@@ -6,7 +6,7 @@ so the attempt is counted and recorded: its ``description`` starts with ``MALFOR
 ``raise_if_malformed`` turns such a candidate back into its EditError before testing.
 
 Here, below ``generate`` (the contract and the factory) and the generators it makes, so
-imports go one way: ``generate`` → ``llm_generator`` → ``malformed``.
+imports go one way: ``generate`` → ``llm.generator`` → ``edits.malformed``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from patchsmith.domain import Critique, TestReport, Verdict
 from patchsmith.infra.llm.types import ChatMessage, ModelBackend
 from patchsmith.prompts import render
-from patchsmith.tasks.llm_models import JsonReply, ask_json
+from patchsmith.tasks.llm.models import JsonReply, ask_json
 
 PROMPTS = ("critic_system", "critic_user", "retry_json")
 MAX_DIFF_CHARS = 8000

@@ -37,12 +37,12 @@ from patchsmith.infra.settings import home as data_home
 from patchsmith.infra.store import Store
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.critique import critique, lint_delta
-from patchsmith.tasks.edits import apply_diff, apply_diff_to_text, parse_diff
+from patchsmith.tasks.edits.diff import apply_diff, apply_diff_to_text, parse_diff
+from patchsmith.tasks.edits.malformed import raise_if_malformed
 from patchsmith.tasks.generate import Generator, make_generator
-from patchsmith.tasks.malformed import raise_if_malformed
 from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.policy import Spend, budget_left, decide
-from patchsmith.tasks.testrun import is_pytest, run_tests, split_command, staged_run
+from patchsmith.tasks.testing.run import is_pytest, run_tests, split_command, staged_run
 
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
 

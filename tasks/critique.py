@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 
 from patchsmith.domain import FAILING, Critique, Plan, TestOutcome, TestReport, Verdict
-from patchsmith.tasks.edits import changed_lines, diff_size
-from patchsmith.tasks.testrun import target_outcome
+from patchsmith.tasks.edits.diff import changed_lines, diff_size
+from patchsmith.tasks.testing.run import target_outcome
 
 # Only errors that point at real breakage; style noise would penalise correct fixes.
 LINT_SELECT = "E9,F"
 
 
 def _ruff_bin() -> str:
-    return str(Path(sys.executable).with_name("ruff"))
+    """The ruff that the ``ruff`` package installed (its scripts dir, wherever that is)."""
+    from ruff.__main__ import find_ruff_bin
+
+    return str(find_ruff_bin())
 
 
 def lint(path: str, text: str) -> list[tuple[int, str]]:

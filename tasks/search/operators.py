@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from patchsmith.tasks.mutation_scope import Scope, function_scope
-from patchsmith.tasks.mutation_source import ATOMS, SourceText
+from patchsmith.tasks.search.scope import Scope, function_scope
+from patchsmith.tasks.search.source import ATOMS, SourceText
 
 OPERATORS: dict[str, str] = {
     "comparison": "swap a comparison operator (< <=, > >=, == !=, is/is not, in/not in)",

@@ -29,7 +29,6 @@ from patchsmith.domain import (
     TestReport,
 )
 from patchsmith.infra.sandbox import Sandbox
-from patchsmith.tasks.junit import failure_texts
 from patchsmith.tasks.localize import (
     CoverageError,
     Line,
@@ -38,7 +37,8 @@ from patchsmith.tasks.localize import (
     rank,
     traceback_frames,
 )
-from patchsmith.tasks.testrun import (
+from patchsmith.tasks.testing.junit import failure_texts
+from patchsmith.tasks.testing.run import (
     COVERAGE_FILE,
     JUNIT_FILE,
     REPORT_DIR,

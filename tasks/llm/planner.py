@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from patchsmith.domain import Instance, Plan, Usage
 from patchsmith.infra.llm.types import ChatMessage, ModelBackend
 from patchsmith.prompts import prompt_hashes, render
-from patchsmith.tasks.llm_context import build_context, in_scope
-from patchsmith.tasks.llm_models import ask_json
+from patchsmith.tasks.llm.context import build_context, in_scope
+from patchsmith.tasks.llm.models import ask_json
 
 PROMPTS = ("planner_system", "planner_user", "retry_json")
 

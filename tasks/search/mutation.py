@@ -17,10 +17,10 @@ from pathlib import Path
 
 from patchsmith.domain import Candidate, Plan
 from patchsmith.errors import MalformedEdit
-from patchsmith.tasks.edits import make_diff
-from patchsmith.tasks.edits_parse import resolve_inside
-from patchsmith.tasks.mutation_ops import PRIORITY, describe, raw_mutations
-from patchsmith.tasks.mutation_source import SourceText, apply_edits
+from patchsmith.tasks.edits.diff import make_diff
+from patchsmith.tasks.edits.parse import resolve_inside
+from patchsmith.tasks.search.operators import PRIORITY, describe, raw_mutations
+from patchsmith.tasks.search.source import SourceText, apply_edits
 
 GENERATOR = "mutation"
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from patchsmith.errors import ApplyError
-from patchsmith.tasks.edits_parse import (
+from patchsmith.tasks.edits.parse import (
     DEV_NULL,
     NO_NEWLINE,
     FilePatch,

@@ -1,0 +1,27 @@
+"""The pipeline: steps as Prefect tasks, the repair loop, and the rooms the steps use.
+
+At this level, the loop and its steps (one hop from ``flows/``):
+
+| module          | holds                                                              |
+| --------------- | ------------------------------------------------------------------ |
+| ``campaign.py`` | campaign state; per-instance provenance, resume, tracking          |
+| ``repair.py``   | the loop: plan → (generate → sandbox-test → critique → refine)*    |
+| ``steps.py``    | the loop's steps as retriable Prefect tasks                        |
+| ``planning.py`` | baseline run, hang search, flaky tests, localization               |
+| ``localize.py`` | spectrum-based fault localization (coverage + tracebacks)          |
+| ``generate.py`` | the generator contract and the factory (by tier kind)              |
+| ``critique.py`` | the deterministic verdict on one tested candidate                  |
+| ``policy.py``   | escalation: keep going, next tier, or give up                      |
+| ``sync.py``     | ``patchsmith sync-tracking``                                       |
+
+Rooms, by capability:
+
+| room          | holds                                                                |
+| ------------- | -------------------------------------------------------------------- |
+| ``testing/``  | where a candidate is tested: sandboxed test runs, JUnit, the plugin  |
+| ``search/``   | tier 0: mutation search, its operators, source positions, scope      |
+| ``llm/``      | LLM planner, generator, critic, their context and model plumbing     |
+| ``edits/``    | unified diffs, SEARCH/REPLACE blocks, malformed candidates           |
+
+Imported as ``patchsmith.tasks`` (the folder sits at the repository root).
+"""
