@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from helpers import HAVE_BWRAP, needs_bwrap
+from helpers import HAVE_BWRAP, loopback_listener, needs_bwrap
 from typer.testing import CliRunner
 
 from patchsmith.cli_sandbox import sandbox_app
@@ -325,13 +325,7 @@ def test_missing_extra_paths_are_start_errors(ws: Path, tmp_path: Path) -> None:
 
 @needs_bwrap
 def test_network_true_shares_the_host_network(ws: Path) -> None:
-    # Only ever against a listener this test starts on 127.0.0.1.
-    import socket
-
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
+    with loopback_listener() as (listener, port):
         code = (
             "import socket\n"
             f"s = socket.create_connection(('127.0.0.1', {port}), timeout=10)\n"

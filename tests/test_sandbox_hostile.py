@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import platform
-import socket
 import stat
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import needs_bwrap
+from helpers import loopback_listener, needs_bwrap
 
 from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.infra.sandbox import cgroups
@@ -133,10 +132,7 @@ def test_timeout_kills_a_setsid_grandchild(ws: Path) -> None:
 
 
 def test_no_network_even_to_a_host_listener_on_loopback(ws: Path) -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
+    with loopback_listener() as (listener, port):
         code = (
             "import socket\n"
             "try:\n"

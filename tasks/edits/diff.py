@@ -189,7 +189,8 @@ def apply_diff_to_text(text: str, file_patch: FilePatch) -> str:
     return result
 
 
-def _read(target: Path, relpath: str) -> str | None:
+def read_text(target: Path, relpath: str) -> str | None:
+    """A file's exact text (newlines kept), None if absent; ApplyError if not UTF-8 text."""
     if not target.exists() and not target.is_symlink():
         return None
     if not target.is_file():
@@ -217,7 +218,7 @@ def apply_diff(root: Path, diff: str) -> list[str]:
     pending: dict[str, tuple[Path, str | None]] = {}
     for fp in parse_diff(diff):
         target = resolve_inside(root, fp.path)
-        current = pending[fp.path][1] if fp.path in pending else _read(target, fp.path)
+        current = pending[fp.path][1] if fp.path in pending else read_text(target, fp.path)
         if current is None and not fp.is_new:
             raise ApplyError(f"{fp.path}: no such file")
         _check_parents(root, target, fp.path)

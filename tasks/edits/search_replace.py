@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchsmith.errors import ApplyError, MalformedEdit
-from patchsmith.tasks.edits.diff import make_diff
+from patchsmith.tasks.edits.diff import make_diff, read_text
 from patchsmith.tasks.edits.parse import check_relpath, resolve_inside, split_lines
 
 _SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\b.*$")
@@ -165,19 +165,6 @@ def _apply_one(text: str, block: EditBlock, number: int) -> str:
     return "".join(lines[:at] + replace + lines[end:])
 
 
-def _read(root: Path, path: str) -> str | None:
-    target = resolve_inside(root, path)
-    if not target.exists():
-        return None
-    if not target.is_file():
-        raise ApplyError(f"{path}: not a regular file")
-    try:
-        with open(target, encoding="utf-8", newline="") as fh:
-            return fh.read()
-    except UnicodeDecodeError as exc:
-        raise ApplyError(f"{path}: not UTF-8 text") from exc
-
-
 def apply_blocks(root: Path, blocks: Sequence[EditBlock]) -> dict[str, tuple[str | None, str]]:
     """Apply ``blocks`` in memory: ``{path: (old, new)}``; ``old`` is None for new files.
 
@@ -190,7 +177,7 @@ def apply_blocks(root: Path, blocks: Sequence[EditBlock]) -> dict[str, tuple[str
     for number, block in enumerate(blocks, 1):
         path = check_relpath(block.path)
         if path not in originals:
-            originals[path] = _read(root, path)
+            originals[path] = read_text(resolve_inside(root, path), path)
             current[path] = originals[path] or ""
         text = current[path]
         if not block.search.strip():
