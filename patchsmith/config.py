@@ -172,6 +172,12 @@ class Campaign(Strict):
     budget: Budget = Field(default_factory=Budget)
     tiers: list[Tier] = Field(default_factory=_default_tiers, min_length=1)
     concurrency: int = Field(default=2, gt=0, description="Instances repaired in parallel.")
+    screening: Literal["warm", "cold"] = Field(
+        default="warm",
+        description="How candidates are screened: 'warm' forks each from one pytest session "
+        "per instance (falling back to cold where it cannot), 'cold' runs each in a fresh "
+        "sandbox. Either way an accepted candidate is verified cold on a fresh workspace.",
+    )
     verify: bool = Field(
         default=True, description="Re-run the full tests on a fresh workspace before accepting."
     )

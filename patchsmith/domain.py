@@ -249,6 +249,15 @@ class TestReport(Value):
     infra_error: str | None = Field(
         default=None, description="Set when the sandbox could not run the tests at all."
     )
+    runner: Literal["cold", "warm", "precheck"] = Field(
+        default="cold",
+        description="How the candidate was screened: 'warm' (a fork of a warm pytest "
+        "session), 'cold' (a fresh sandboxed run) or 'precheck' (rejected before any test "
+        "ran: it does not compile, or it is the same code as an earlier candidate).",
+    )
+    runner_note: str | None = Field(
+        default=None, description="Why a candidate ran cold when warm screening was on."
+    )
 
     def failing(self) -> list[str]:
         return sorted(

@@ -75,6 +75,8 @@ def critique(plan: Plan, report: TestReport, diff: str, lint_introduced: int = 0
         regressions += [t for t in plan.pass_to_pass if target_outcome(outcomes, t) is None]
     size = diff_size(diff)
     reasons: list[str] = []
+    if report.runner == "precheck":  # rejected before any test ran: say why first
+        reasons.append(report.log_tail.removeprefix("patchsmith: "))
     if report.timed_out:
         reasons.append(f"tests timed out after {report.duration_s:.1f}s")
     if report.limit_hit and report.limit_hit != "timeout":

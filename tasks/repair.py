@@ -8,6 +8,7 @@ attempt is handed to ``ctx.on_attempt`` as soon as it is judged, before the next
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -37,12 +38,15 @@ from patchsmith.infra.settings import home as data_home
 from patchsmith.infra.store import Store
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.critique import critique, lint_delta
-from patchsmith.tasks.edits.diff import apply_diff, apply_diff_to_text, parse_diff
+from patchsmith.tasks.edits.diff import apply_diff, read_text
 from patchsmith.tasks.edits.malformed import raise_if_malformed
+from patchsmith.tasks.edits.parse import resolve_inside
 from patchsmith.tasks.generate import Generator, make_generator
 from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.policy import Spend, budget_left, decide
+from patchsmith.tasks.testing.precheck import code_key, compile_error, new_sources
 from patchsmith.tasks.testing.run import is_pytest, run_tests, split_command, staged_run
+from patchsmith.tasks.testing.warm import WarmRunner
 
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
 
@@ -66,10 +70,33 @@ class RepairContext:
     trace: StepTracer = _no_trace
     store: Store | None = None
     envs: Environments | None = None
+    screens: dict[str, Screen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.envs is None:
             self.envs = Environments(data_home() / "envs", self.sandbox, self.workspaces)
+        self._screens_lock = threading.Lock()
+
+    def screen(self, instance: Instance) -> Screen:
+        """The instance's screening state (created on first use, dropped by end_screen)."""
+        with self._screens_lock:
+            return self.screens.setdefault(instance.instance_id, Screen())
+
+    def end_screen(self, instance: Instance) -> None:
+        """Close the instance's warm session, if it had one."""
+        with self._screens_lock:
+            screen = self.screens.pop(instance.instance_id, None)
+        if screen is not None and screen.warm is not None:
+            screen.warm.close()
+
+
+@dataclass
+class Screen:
+    """What screening remembers about one instance: the code already tested (by syntax
+    tree, see ``testing/precheck.py``) and its warm pytest session."""
+
+    seen: dict[str, str] = field(default_factory=dict)
+    warm: WarmRunner | None = None
 
 
 # ------------------------------------------------------------------ plain steps
@@ -169,10 +196,33 @@ def test_step(
     A candidate its generator marked malformed raises its EditError before any workspace.
     """
     raise_if_malformed(candidate)
+    sources = new_sources(pristine, candidate.diff)
+    screen = ctx.screen(instance)
+    problem = compile_error(sources)
+    if problem is None:
+        earlier = screen.seen.setdefault(code_key(sources), candidate.candidate_id)
+        if earlier != candidate.candidate_id:
+            problem = f"the same code as candidate {earlier} (formatting and comments aside)"
+    if problem is not None:
+        return TestReport(log_tail=f"patchsmith: {problem}", stopped_early=True, runner="precheck")
     limits = candidate_limits(sandbox_config(ctx, instance, pristine), plan)
+    note: str | None = None
+    if ctx.campaign.screening == "warm":
+        if screen.warm is None:
+            lifetime = ctx.campaign.budget.max_wall_s + limits.timeout_s
+            screen.warm = WarmRunner(ctx.sandbox, ctx.workspaces, pristine, instance.test_cmd,
+                                     limits, lifetime_s=lifetime)  # fmt: skip
+        note = screen.warm.why_cold(candidate.diff, plan.fail_to_pass)
+        if note is None:
+            files = {path: text for path, text in sources.items() if text is not None}
+            report = screen.warm.run(files, plan.fail_to_pass, limits)
+            if report is not None:
+                return report
+            note = f"warm runner unavailable: {screen.warm.broken or 'its session ended'}"
     with ctx.workspaces.attempt(pristine) as ws:
         apply_diff(ws, candidate.diff)
-        return staged_run(ctx.sandbox, ws, instance.test_cmd, limits, plan.fail_to_pass)
+        report = staged_run(ctx.sandbox, ws, instance.test_cmd, limits, plan.fail_to_pass)
+    return report.model_copy(update={"runner": "cold", "runner_note": note})
 
 
 def critique_step(
@@ -182,14 +232,17 @@ def critique_step(
     pristine: Path,
     generator: Generator | None = None,
 ) -> Critique:
-    """Deterministic verdict (ruff errors on changed lines included), then the tier's critic."""
-    before: dict[str, str] = {}
-    after: dict[str, str] = {}
-    for fp in parse_diff(candidate.diff):
-        src = pristine / fp.path
-        before[fp.path] = src.read_text() if src.is_file() else ""
-        after[fp.path] = apply_diff_to_text(before[fp.path], fp)
-    verdict = critique(plan, report, candidate.diff, lint_delta(candidate.diff, before, after))
+    """Deterministic verdict, then the tier's critic. ruff (new errors on changed lines)
+    runs only for a candidate the tests would accept: for the others it changes nothing."""
+    verdict = critique(plan, report, candidate.diff)
+    if verdict.verdict == Verdict.accept:
+        after = {p: t for p, t in new_sources(pristine, candidate.diff).items() if t is not None}
+        before = {
+            p: read_text(resolve_inside(pristine, p), p) or "" for p in after
+        }
+        delta = lint_delta(candidate.diff, before, after)
+        if delta:
+            verdict = critique(plan, report, candidate.diff, delta)
     return generator.review(plan, candidate, report, verdict) if generator else verdict
 
 
@@ -305,6 +358,8 @@ def repair(
         _check_stop(instance, exc)  # a step that failed because the stop killed it
         state.reasons.append(f"{type(exc).__name__}: {exc}")
         raise RepairError(_outcome(state, OutcomeStatus.error)) from exc
+    finally:
+        ctx.end_screen(instance)
     # An ending reached while stopping (a plan whose baseline was killed, say) is not
     # trusted: the instance gets no outcome and the next run resumes it.
     _check_stop(instance)

@@ -146,8 +146,10 @@ class RecordingSandbox:
         argv: Sequence[str],
         config: SandboxConfig,
         env: Mapping[str, str] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
     ) -> ExecResult:
-        result = self.inner.run(workspace, argv, config, env)
+        result = self.inner.run(workspace, argv, config, env, pass_fds=pass_fds)
         self.calls.append((list(argv), result))
         return result
 
@@ -163,6 +165,8 @@ class BrokenSandbox:
         argv: Sequence[str],
         config: SandboxConfig,
         env: Mapping[str, str] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
     ) -> ExecResult:
         raise SandboxStartError("bwrap: cannot create namespace")
 

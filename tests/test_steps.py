@@ -34,11 +34,13 @@ class FlakySandbox:
         argv: Sequence[str],
         config: SandboxConfig,
         env: Mapping[str, str] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
     ) -> ExecResult:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
-        return self.real.run(workspace, argv, config, env)
+        return self.real.run(workspace, argv, config, env, pass_fds=pass_fds)
 
 
 def _ctx(home: Path, tmp_path: Path, sandbox: FlakySandbox) -> object:

@@ -27,8 +27,12 @@ class Sandbox(Protocol):
         argv: Sequence[str],
         config: SandboxConfig,
         env: Mapping[str, str] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
     ) -> ExecResult:
-        """Run to completion or until a limit; raise SandboxStartError if it cannot start."""
+        """Run to completion or until a limit; raise SandboxStartError if it cannot start.
+
+        ``pass_fds`` stay open in the command (a socket to a warm test runner, say)."""
         ...
 
 

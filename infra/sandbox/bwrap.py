@@ -313,6 +313,8 @@ class BwrapSandbox:
         argv: Sequence[str],
         config: SandboxConfig,
         env: Mapping[str, str] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
     ) -> ExecResult:
         """Run ``argv`` in ``workspace`` inside a new sandbox; see the module docstring."""
         if not argv:
@@ -338,7 +340,7 @@ class BwrapSandbox:
             if group is not None:
                 full = [*group.prefix(), *full]
             start = time.monotonic()
-            got, code = self._spawn(full, config, group)
+            got, code = self._spawn(full, config, group, pass_fds)
             hit = group.limit_hit() if group is not None else None
         finally:
             if group is not None:
@@ -347,7 +349,11 @@ class BwrapSandbox:
         return exec_result(self.name, argv, got, code, start, kernel_hit=hit, full=full_disk)
 
     def _spawn(
-        self, full: list[str], config: SandboxConfig, group: SandboxCgroup | None
+        self,
+        full: list[str],
+        config: SandboxConfig,
+        group: SandboxCgroup | None,
+        pass_fds: Sequence[int] = (),
     ) -> tuple[Captured, int | None]:
         fds: list[int] = []
         if self._seccomp is not None:
@@ -363,7 +369,7 @@ class BwrapSandbox:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                pass_fds=fds,
+                pass_fds=[*fds, *pass_fds],
             )
         except OSError as exc:
             raise SandboxStartError(f"cannot start bwrap: {exc}") from exc

@@ -53,6 +53,8 @@ class SubprocessSandbox:
         argv: Sequence[str],
         config: SandboxConfig,
         env: Mapping[str, str] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
     ) -> ExecResult:
         """Run ``argv`` in ``workspace`` in its own process group, under rlimits."""
         _warn_once()
@@ -76,6 +78,7 @@ class SubprocessSandbox:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
+                    pass_fds=tuple(pass_fds),
                 )
             except OSError as exc:
                 raise SandboxStartError(f"cannot start prlimit for {argv[0]!r}: {exc}") from exc

@@ -1,0 +1,358 @@
+"""patchsmith's warm test runner: one pytest session, a forked child per candidate.
+
+Loaded with ``-p patchsmith_warm`` (beside ``-p patchsmith_guard``) into the repository's
+own pytest, inside the sandbox, with ``PATCHSMITH_WARM_FD`` naming a socket to patchsmith.
+pytest starts, loads the plugins and collects the test command's tests once; instead of
+running them, this plugin serves requests on that socket. Each request runs in a fresh
+``fork()`` of the collected session, so nothing a candidate or a test does (``os._exit``,
+an endless loop, a fork bomb, ``sys.modules`` or signal-handler tampering) reaches the
+session that serves the next one.
+
+In the child, the candidate's files are applied in memory: a module already imported is
+re-executed from its new source in its own namespace, and names other repository modules
+bound to its old objects (``from m import f``) are rebound to the new ones; a module not
+imported yet is served from the new source when it is. The targets run first, in order,
+stopping at the first that does not pass; then, if asked, every other collected test.
+
+Protocol (JSON, one object per line):
+
+- server → patchsmith, once: ``{"type": "ready", "items": [nodeid...], "modules":
+  {relpath: name}, "test_files": [relpath...]}``
+- patchsmith → server: ``{"type": "run", "id": n, "files": {relpath: text}, "targets":
+  [nodeid...], "rest": bool, "timeout_s": s, "test_timeout_s": s}``
+- server → patchsmith: ``{"type": "result", "id": n, "outcomes": {nodeid: outcome},
+  "end": "done" | "crashed" | "timeout" | "test-timeout", "running": nodeid | null,
+  "exit": code, "log": text, "duration_s": s}``
+- end of input: the server exits.
+
+Standard library and pytest only, Python >= 3.8: this runs under the repository's Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+
+import pytest
+
+FD_ENV = "PATCHSMITH_WARM_FD"
+SWEEP_ENV = "PATCHSMITH_WARM_SWEEP"  # set only inside a PID namespace of our own
+MARKER = "patchsmith-guard: test timed out"  # as in patchsmith_guard
+GRACE_S = 2.0
+LOG_LIMIT = 4000
+LINE_LIMIT = 64 * 1024 * 1024
+
+
+def _outcome(report: object) -> str | None:
+    """One phase's report as patchsmith's outcome; None for a setup/teardown that passed."""
+    when = getattr(report, "when", "")
+    outcome = getattr(report, "outcome", "")
+    if outcome == "passed":
+        return "passed" if when == "call" else None
+    if outcome == "skipped":
+        return "skipped"
+    text = str(getattr(report, "longreprtext", "") or getattr(report, "longrepr", "") or "")
+    if MARKER in text:
+        return "timeout"
+    return "failed" if when == "call" else "error"
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _module_file(module: object) -> str | None:
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return None
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return None
+
+
+class _Source(importlib.abc.SourceLoader):
+    """Loads one module from given text (a candidate's version of a file not imported yet)."""
+
+    def __init__(self, fullname: str, path: str, text: str) -> None:
+        self.fullname, self.path, self.text = fullname, path, text
+
+    def get_filename(self, fullname: str) -> str:
+        return self.path
+
+    def get_data(self, path: str) -> bytes:
+        if path != self.path:
+            raise OSError(path)
+        return self.text.encode("utf-8")
+
+    def path_stats(self, path: str) -> dict[str, float]:
+        raise OSError("no bytecode cache for a candidate's source")
+
+
+class _Overrides(importlib.abc.MetaPathFinder):
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+
+    def find_spec(self, fullname, path=None, target=None):  # type: ignore[no-untyped-def]
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        origin = spec.origin if spec is not None else None
+        if not origin or os.path.realpath(origin) not in self.texts:
+            return None
+        real = os.path.realpath(origin)
+        loader = _Source(fullname, origin, self.texts[real])
+        return importlib.util.spec_from_file_location(
+            fullname, origin, loader=loader,
+            submodule_search_locations=spec.submodule_search_locations if spec else None,
+        )  # fmt: skip
+
+
+def _repo_modules(root: str) -> list[object]:
+    return [m for m in list(sys.modules.values()) if (f := _module_file(m)) and _under(f, root)]
+
+
+def apply_files(files: dict[str, str], root: str) -> None:
+    """The candidate's files, in this process only (see the module docstring)."""
+    loaded: dict[str, list[object]] = {}
+    for module in _repo_modules(root):
+        loaded.setdefault(_module_file(module) or "", []).append(module)
+    pending: dict[str, str] = {}
+    swap: dict[int, tuple[object, object]] = {}
+    for rel, text in files.items():
+        path = os.path.realpath(os.path.join(root, rel))
+        code = compile(text, path, "exec", dont_inherit=True)
+        modules = loaded.get(path)
+        if not modules:
+            pending[path] = text
+            continue
+        for module in modules:
+            namespace = module.__dict__
+            old = dict(namespace)
+            exec(code, namespace)
+            for key, before in old.items():
+                after = namespace.get(key, before)
+                if after is not before and not key.startswith("__"):
+                    swap[id(before)] = (before, after)
+    if pending:
+        sys.meta_path.insert(0, _Overrides(pending))
+    if not swap:
+        return
+    for module in _repo_modules(root):
+        namespace = module.__dict__
+        for key, value in list(namespace.items()):
+            hit = swap.get(id(value))
+            if hit is not None and hit[0] is value:
+                namespace[key] = hit[1]
+
+
+class _Events:
+    """The child's side of its pipe: one JSON line per event."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, **event: object) -> None:
+        data = (json.dumps(event) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+
+class _Reports:
+    def __init__(self, events: _Events) -> None:
+        self.events = events
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: object) -> None:
+        outcome = _outcome(report)
+        nodeid = str(getattr(report, "nodeid", ""))
+        if outcome is None or self.outcomes.get(nodeid, "passed") != "passed":
+            return
+        self.outcomes[nodeid] = outcome
+        log = ""
+        if outcome in ("failed", "error", "timeout"):
+            log = str(getattr(report, "longreprtext", "") or "")[-LOG_LIMIT:]
+        self.events.send(done=nodeid, outcome=outcome, log=log)
+
+
+def _child(session: pytest.Session, request: dict, root: str, events: _Events) -> None:
+    by_id = {item.nodeid: item for item in session.items}
+    try:
+        apply_files(request.get("files") or {}, root)
+    except BaseException:  # the candidate's own error (syntax, import-time): its result
+        events.send(setup_error=traceback.format_exc()[-LOG_LIMIT:])
+        return
+    reports = _Reports(events)
+    session.config.pluginmanager.register(reports, "patchsmith-warm-reports")
+    targets = [by_id[t] for t in request.get("targets") or []]
+    rest = []
+    if request.get("rest"):
+        chosen = set(request.get("targets") or [])
+        rest = [item for item in session.items if item.nodeid not in chosen]
+    order = targets + rest
+    for i, item in enumerate(order):
+        nextitem = order[i + 1] if i + 1 < len(order) else None
+        events.send(start=item.nodeid)
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        if i < len(targets) and reports.outcomes.get(item.nodeid) != "passed":
+            break  # a target that does not pass: the verdict is known
+    events.send(end=True)
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids | {1}
+
+
+def _sweep(keep: set[int]) -> None:
+    """Kill every other process in this PID namespace (what a test left behind, even ones
+    that left our process group). Only with SWEEP_ENV: the sandbox has a namespace of its own."""
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in keep:
+            with contextlib.suppress(OSError):
+                os.kill(int(name), signal.SIGKILL)
+
+
+class _Lines:
+    """Newline-delimited reads from a file descriptor, bounded per line."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def read(self, deadline: float | None) -> bytes | None:
+        """The next line; None at EOF; b"" when the deadline passed first."""
+        while b"\n" not in self.buf:
+            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            ready, _, _ = select.select([self.fd], [], [], wait)
+            if not ready:
+                return b""
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+            if len(self.buf) > LINE_LIMIT:
+                return None
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+
+def _evaluate(session: pytest.Session, request: dict, root: str, keep: set[int]) -> dict:
+    timeout = float(request.get("timeout_s") or 60.0)
+    per_test = float(request.get("test_timeout_s") or timeout)
+    started = time.monotonic()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the serving loop
+        code = 70
+        try:
+            os.close(r)
+            os.close(int(os.environ[FD_ENV]))  # the tests never see patchsmith's socket
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _child(session, request, root, _Events(w))
+            code = 0
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(w)
+    outcomes: dict[str, str] = {}
+    logs: list[str] = []
+    running: str | None = None
+    end = "crashed"
+    deadline = started + timeout
+    test_deadline: float | None = None
+    lines = _Lines(r)
+    while True:
+        limit = deadline if test_deadline is None else min(deadline, test_deadline)
+        line = lines.read(limit)
+        if line == b"":
+            end = "timeout" if time.monotonic() >= deadline else "test-timeout"
+            break
+        if line is None:
+            break
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if "start" in event:
+            running = str(event["start"])
+            test_deadline = time.monotonic() + per_test + max(GRACE_S, per_test / 2)
+        elif "done" in event:
+            outcomes[str(event["done"])] = str(event.get("outcome"))
+            if event.get("log"):
+                logs.append(f"{event['done']}: {event['log']}")
+            running, test_deadline = None, None
+        elif "setup_error" in event:
+            logs.append(str(event["setup_error"]))
+        elif event.get("end"):
+            end, running = "done", None
+            break
+    os.close(r)
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if os.environ.get(SWEEP_ENV) == "1":
+        _sweep(keep)
+    to_code = getattr(os, "waitstatus_to_exitcode", None)  # Python >= 3.9
+    exit_code = to_code(status) if to_code else status
+    return {
+        "type": "result", "id": request.get("id"), "outcomes": outcomes, "end": end,
+        "running": running, "exit": exit_code, "log": "\n".join(logs)[-LOG_LIMIT:],
+        "duration_s": round(time.monotonic() - started, 4),
+    }  # fmt: skip
+
+
+def _serve(session: pytest.Session, fd: int) -> None:
+    conn = socket.socket(fileno=fd)
+    config = session.config
+    where = getattr(config, "rootpath", None) or getattr(config, "rootdir", "")  # pytest < 6.1
+    root = os.path.realpath(str(where))
+    modules = {}
+    for module in _repo_modules(root):
+        path = _module_file(module)
+        if path:
+            modules[os.path.relpath(path, root)] = str(getattr(module, "__name__", ""))
+    test_files = sorted({os.path.relpath(os.path.realpath(str(item.fspath)), root)
+                         for item in session.items})  # fmt: skip
+    keep = _ancestors()
+
+    def send(message: dict) -> None:
+        conn.sendall((json.dumps(message) + "\n").encode())
+
+    send({"type": "ready", "items": [item.nodeid for item in session.items],
+          "modules": modules, "test_files": test_files})  # fmt: skip
+    lines = _Lines(conn.fileno())
+    while True:
+        line = lines.read(None)
+        if not line:
+            return
+        request = json.loads(line)
+        if request.get("type") != "run":
+            return
+        send(_evaluate(session, request, root, keep))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> object:
+    fd = os.environ.get(FD_ENV)
+    if not fd:
+        return None  # loaded without a socket: pytest runs the tests as usual
+    _serve(session, int(fd))
+    return True
