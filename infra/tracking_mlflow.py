@@ -442,6 +442,7 @@ class MlflowTracker:
             metrics["attempt_dollars"] = usage.dollars
         if report is not None:
             metrics["attempt_tests_failing"] = float(len(report.failing()))
+            metrics["attempt_warm"] = float(report.runner == "warm")
         if critique is not None:
             metrics["attempt_regressions"] = float(len(critique.regressions))
         stamp = int((attempt.started_at + attempt.duration_s) * 1000)

@@ -147,6 +147,7 @@ class WarmRunner:
         self._watched: dict[str, tuple[int, int]] = {}
         self._next_id = 0
         self._lock = threading.Lock()
+        self.last_answer: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ decisions
 
@@ -167,10 +168,7 @@ class WarmRunner:
         """
         if not targets:
             return "no target tests"
-        with self._lock:
-            if self.broken is None and self._sock is None:
-                self._start()
-        if self.broken:
+        if not self.ensure_started():
             return f"warm runner unavailable: {self.broken}"
         for fp in parse_diff(diff):
             if fp.is_new or fp.is_deleted:
@@ -188,6 +186,13 @@ class WarmRunner:
         return None
 
     # ------------------------------------------------------------------ life cycle
+
+    def ensure_started(self) -> bool:
+        """Start the session unless it runs; False when there is none (``broken`` says why)."""
+        with self._lock:
+            if self.broken is None and self._sock is None:
+                self._start()
+            return self.broken is None
 
     def _start(self) -> bool:
         """Start a session; False (and ``broken`` says why) when it would not come up."""
@@ -284,6 +289,7 @@ class WarmRunner:
             if not answer or answer.get("type") != "result" or answer.get("id") != self._next_id:
                 self.close()  # dead, stuck or lying: the next candidate gets a new session
                 return None
+            self.last_answer = answer  # for benchmarks: its duration_s and tests_s
             report = _report(answer, targets)
             if self._watch is not None and _tree(self._watch) != self._watched:
                 self.close()  # the tests wrote into the workspace: start clean next time

@@ -198,13 +198,16 @@ def _child(session: pytest.Session, request: dict, root: str, events: _Events) -
         chosen = set(request.get("targets") or [])
         rest = [item for item in session.items if item.nodeid not in chosen]
     order = targets + rest
+    in_tests = 0.0
     for i, item in enumerate(order):
         nextitem = order[i + 1] if i + 1 < len(order) else None
         events.send(start=item.nodeid)
+        t0 = time.perf_counter()
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        in_tests += time.perf_counter() - t0
         if i < len(targets) and reports.outcomes.get(item.nodeid) != "passed":
             break  # a target that does not pass: the verdict is known
-    events.send(end=True)
+    events.send(end=True, tests_s=round(in_tests, 6))
 
 
 def _ancestors() -> set[int]:
@@ -276,6 +279,7 @@ def _evaluate(session: pytest.Session, request: dict, root: str, keep: set[int])
     logs: list[str] = []
     running: str | None = None
     end = "crashed"
+    tests_s = None
     deadline = started + timeout
     test_deadline: float | None = None
     lines = _Lines(r)
@@ -302,7 +306,7 @@ def _evaluate(session: pytest.Session, request: dict, root: str, keep: set[int])
         elif "setup_error" in event:
             logs.append(str(event["setup_error"]))
         elif event.get("end"):
-            end, running = "done", None
+            end, running, tests_s = "done", None, event.get("tests_s")
             break
     os.close(r)
     with contextlib.suppress(OSError):
@@ -315,8 +319,27 @@ def _evaluate(session: pytest.Session, request: dict, root: str, keep: set[int])
     return {
         "type": "result", "id": request.get("id"), "outcomes": outcomes, "end": end,
         "running": running, "exit": exit_code, "log": "\n".join(logs)[-LOG_LIMIT:],
-        "duration_s": round(time.monotonic() - started, 4),
+        "duration_s": round(time.monotonic() - started, 4), "tests_s": tests_s,
     }  # fmt: skip
+
+
+def _prime(root: str) -> None:
+    """Fill, once in the session, the caches every child would otherwise fill again: a
+    failing test's report walks every module (inspect's module-by-file map), tokenizes
+    (its regex compiles on first use) and reads source through linecache."""
+    import inspect
+    import io
+    import linecache
+    import tokenize
+
+    inspect.getmodule(sys._getframe())
+    list(tokenize.generate_tokens(io.StringIO("x = (1,\n     2)\n").readline))
+    for module in _repo_modules(root):
+        linecache.getlines(getattr(module, "__file__", "") or "")
+    try:
+        raise AssertionError("patchsmith: priming the report machinery")
+    except AssertionError:
+        pytest.ExceptionInfo.from_current().getrepr(style="long")
 
 
 def _serve(session: pytest.Session, fd: int) -> None:
@@ -332,6 +355,7 @@ def _serve(session: pytest.Session, fd: int) -> None:
     test_files = sorted({os.path.relpath(os.path.realpath(str(item.fspath)), root)
                          for item in session.items})  # fmt: skip
     keep = _ancestors()
+    _prime(root)
 
     def send(message: dict) -> None:
         conn.sendall((json.dumps(message) + "\n").encode())
