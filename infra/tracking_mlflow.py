@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,6 +131,7 @@ class MlflowTracker:
         self._accounts: dict[str, InstanceAccount] = {}
         self._roots: dict[str, LiveSpan] = {}
         self._pending: dict[str, list[Metric]] = {}  # attempt metrics not yet written
+        self._pending_files: dict[str, dict[str, str]] = {}  # attempt artifacts, likewise
         self._last_write: dict[str, float] = {}
 
     @property
@@ -210,6 +212,15 @@ class MlflowTracker:
         pending = self._pending.pop(run_id, [])
         for chunk in _chunks(pending, 1000):
             self.client.log_batch(run_id, metrics=chunk)
+        self._write_files(run_id)
+
+    def _write_files(self, run_id: str) -> None:
+        files = self._pending_files.pop(run_id, {})
+        if files:  # one artifact upload for every attempt since the last write
+            with tempfile.TemporaryDirectory(prefix="patchsmith-attempts-") as tmp:
+                for name, text in files.items():
+                    Path(tmp, name).write_text(text)
+                self.client.log_artifacts(run_id, tmp, "attempts")
 
     def _parent(self, run_id: str) -> LiveSpan | None:
         for owner, span in reversed(_STACK.get()):
@@ -390,6 +401,7 @@ class MlflowTracker:
             metrics, tags, params = instance_summary(account, outcome)
             self._log(run_id, metrics=metrics, params=params, tags=tags,
                       extra=self._pending.pop(run_id, []))  # fmt: skip
+            self._write_files(run_id)
             if outcome.patch:
                 self.client.log_text(run_id, outcome.patch, "patch.diff")
             for name, text in logs.items():
@@ -451,12 +463,14 @@ class MlflowTracker:
         # one log_batch costs ~50 ms on sqlite: write attempt metrics every flush_s, not each
         if time.time() - self._last_write.get(run_id, 0.0) >= self.flush_s:
             self._write_pending(run_id)
-        stem = f"attempts/{attempt.number:03d}"
+        # The patch and a JSON summary go out with the metrics, as one upload per write.
+        files = self._pending_files.setdefault(run_id, {})
+        stem = f"{attempt.number:03d}"
         if attempt.candidate is not None:
-            self.client.log_text(run_id, attempt.candidate.diff, f"{stem}.patch")
+            files[f"{stem}.patch"] = attempt.candidate.diff
         detail = attempt.model_dump(mode="json", exclude={"candidate": {"diff"}})
         detail["config_id"] = cid
-        self.client.log_text(run_id, json.dumps(detail, indent=1), f"{stem}.json")
+        files[f"{stem}.json"] = json.dumps(detail, indent=1)
 
     # ------------------------------------------------------------------ traces
 
