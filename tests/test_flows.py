@@ -71,7 +71,7 @@ def test_cli_rejects_bad_campaign_before_any_work(home: Path, tmp_path: Path) ->
     bad.write_text("name: x\ninstances:\n  - id: a\n    repo: missing-dir\n")
     result = CliRunner().invoke(app, ["run", str(bad)])
     assert result.exit_code == 2
-    assert "instances[0].repo: 'missing-dir' does not exist" in result.output
+    assert "instances[0].repo: 'missing-dir' does not exist" in " ".join(result.output.split())
     assert not (home / "patchsmith.db").exists(), "no work (not even a store) before validation"
 
 

@@ -116,15 +116,22 @@ class _Overrides(importlib.abc.MetaPathFinder):
         )  # fmt: skip
 
 
-def _repo_modules(root: str) -> list[object]:
-    return [m for m in list(sys.modules.values()) if (f := _module_file(m)) and _under(f, root)]
+def _repo_modules(root: str) -> list[tuple[object, str]]:
+    """(module, real path) of every imported module whose file is under ``root``."""
+    found: list[tuple[object, str]] = []
+    for module in list(sys.modules.values()):
+        path = _module_file(module)
+        if path and _under(path, root):
+            found.append((module, path))
+    return found
 
 
-def apply_files(files: dict[str, str], root: str) -> None:
-    """The candidate's files, in this process only (see the module docstring)."""
+def apply_files(files: dict[str, str], root: str, repo: list[tuple[object, str]]) -> None:
+    """The candidate's files, in this process only (see the module docstring). ``repo`` is
+    the session's repository modules, found once (resolving every path costs milliseconds)."""
     loaded: dict[str, list[object]] = {}
-    for module in _repo_modules(root):
-        loaded.setdefault(_module_file(module) or "", []).append(module)
+    for module, path in repo:
+        loaded.setdefault(path, []).append(module)
     pending: dict[str, str] = {}
     swap: dict[int, tuple[object, object]] = {}
     for rel, text in files.items():
@@ -146,7 +153,7 @@ def apply_files(files: dict[str, str], root: str) -> None:
         sys.meta_path.insert(0, _Overrides(pending))
     if not swap:
         return
-    for module in _repo_modules(root):
+    for module, _ in repo:
         namespace = module.__dict__
         for key, value in list(namespace.items()):
             hit = swap.get(id(value))
@@ -183,10 +190,12 @@ class _Reports:
         self.events.send(done=nodeid, outcome=outcome, log=log)
 
 
-def _child(session: pytest.Session, request: dict, root: str, events: _Events) -> None:
+def _child(
+    session: pytest.Session, request: dict, root: str, repo: list, events: _Events
+) -> None:
     by_id = {item.nodeid: item for item in session.items}
     try:
-        apply_files(request.get("files") or {}, root)
+        apply_files(request.get("files") or {}, root, repo)
     except BaseException:  # the candidate's own error (syntax, import-time): its result
         events.send(setup_error=traceback.format_exc()[-LOG_LIMIT:])
         return
@@ -255,7 +264,9 @@ class _Lines:
         return line
 
 
-def _evaluate(session: pytest.Session, request: dict, root: str, keep: set[int]) -> dict:
+def _evaluate(
+    session: pytest.Session, request: dict, root: str, repo: list, keep: set[int]
+) -> dict:
     timeout = float(request.get("timeout_s") or 60.0)
     per_test = float(request.get("test_timeout_s") or timeout)
     started = time.monotonic()
@@ -268,7 +279,7 @@ def _evaluate(session: pytest.Session, request: dict, root: str, keep: set[int])
             os.close(int(os.environ[FD_ENV]))  # the tests never see patchsmith's socket
             os.setpgid(0, 0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _child(session, request, root, _Events(w))
+            _child(session, request, root, repo, _Events(w))
             code = 0
         except BaseException:
             code = 70
@@ -334,7 +345,7 @@ def _prime(root: str) -> None:
 
     inspect.getmodule(sys._getframe())
     list(tokenize.generate_tokens(io.StringIO("x = (1,\n     2)\n").readline))
-    for module in _repo_modules(root):
+    for module, _ in _repo_modules(root):
         linecache.getlines(getattr(module, "__file__", "") or "")
     try:
         raise AssertionError("patchsmith: priming the report machinery")
@@ -347,11 +358,9 @@ def _serve(session: pytest.Session, fd: int) -> None:
     config = session.config
     where = getattr(config, "rootpath", None) or getattr(config, "rootdir", "")  # pytest < 6.1
     root = os.path.realpath(str(where))
-    modules = {}
-    for module in _repo_modules(root):
-        path = _module_file(module)
-        if path:
-            modules[os.path.relpath(path, root)] = str(getattr(module, "__name__", ""))
+    repo = _repo_modules(root)
+    modules = {os.path.relpath(path, root): str(getattr(module, "__name__", ""))
+               for module, path in repo}  # fmt: skip
     test_files = sorted({os.path.relpath(os.path.realpath(str(item.fspath)), root)
                          for item in session.items})  # fmt: skip
     keep = _ancestors()
@@ -370,7 +379,7 @@ def _serve(session: pytest.Session, fd: int) -> None:
         request = json.loads(line)
         if request.get("type") != "run":
             return
-        send(_evaluate(session, request, root, keep))
+        send(_evaluate(session, request, root, repo, keep))
 
 
 @pytest.hookimpl(tryfirst=True)
