@@ -164,7 +164,7 @@ def generate_step(
 CANDIDATE_TIMEOUT_FACTOR = 5.0
 CANDIDATE_TIMEOUT_FLOOR_S = 10.0
 CANDIDATE_TEST_FACTOR = 5.0
-CANDIDATE_TEST_FLOOR_S = 2.0
+CANDIDATE_TEST_FLOOR_S = 1.0
 
 
 def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
@@ -172,22 +172,19 @@ def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
 
     A mutant that loops forever (``break`` → ``continue``) should cost a few times the
     suite's normal duration, not the whole configured limit; never more than that limit.
-    Per test (unless ``test_timeout_s`` is set): a multiple of the baseline's duration
-    without its hanging tests, which bounds its slowest test, at least a couple of seconds
-    and at most half the command's limit, so a looping test fails alone as ``timeout``.
+    Per test: a multiple of the baseline's whole duration without its hanging tests (Python
+    and pytest start-up included), which bounds its slowest test, at least a second, at most
+    half the command's limit and never above a configured ``test_timeout_s``, so a looping
+    test fails alone as ``timeout`` soon after it would have passed.
     """
     baseline = plan.baseline
     if baseline.timed_out or baseline.duration_s <= 0:
         return config
     scaled = max(CANDIDATE_TIMEOUT_FLOOR_S, CANDIDATE_TIMEOUT_FACTOR * baseline.duration_s)
     timeout = min(config.timeout_s, scaled)
-    per_test = config.test_timeout_s
-    if per_test is None:
-        per_test = max(CANDIDATE_TEST_FLOOR_S, CANDIDATE_TEST_FACTOR * baseline.duration_s)
-        per_test = min(per_test, timeout / 2)
-    return config.model_copy(
-        update={"timeout_s": timeout, "test_timeout_s": min(per_test, timeout)}
-    )
+    per_test = max(CANDIDATE_TEST_FLOOR_S, CANDIDATE_TEST_FACTOR * baseline.duration_s)
+    per_test = min(per_test, timeout / 2, config.test_timeout_s or timeout)
+    return config.model_copy(update={"timeout_s": timeout, "test_timeout_s": per_test})
 
 
 def test_step(
