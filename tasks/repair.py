@@ -163,7 +163,7 @@ def generate_step(
 
 CANDIDATE_TIMEOUT_FACTOR = 5.0
 CANDIDATE_TIMEOUT_FLOOR_S = 10.0
-CANDIDATE_TEST_FACTOR = 5.0
+CANDIDATE_TEST_FACTOR = 3.0
 CANDIDATE_TEST_FLOOR_S = 1.0
 
 
@@ -172,7 +172,7 @@ def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
 
     A mutant that loops forever (``break`` → ``continue``) should cost a few times the
     suite's normal duration, not the whole configured limit; never more than that limit.
-    Per test: a multiple of the baseline's whole duration without its hanging tests (Python
+    Per test: 3x the baseline's whole duration without its hanging tests (Python
     and pytest start-up included), which bounds its slowest test, at least a second, at most
     half the command's limit and never above a configured ``test_timeout_s``, so a looping
     test fails alone as ``timeout`` soon after it would have passed.
