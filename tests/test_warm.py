@@ -7,6 +7,7 @@ and never make "resolved" mean less: verify-only still runs cold on a fresh work
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,28 @@ def test_the_session_survives_a_hostile_candidate(runner: WarmRunner, name: str)
 def test_a_candidate_that_kills_the_session_gets_a_new_one(runner: WarmRunner) -> None:
     killer = _body("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos._exit(1)")
     assert runner.run({"stats.py": killer}, [TARGET], CONFIG) is None  # caller runs it cold
+    again = runner.run({"stats.py": FIXED}, [TARGET], CONFIG)
+    assert again is not None and again.outcomes[TARGET] == TestOutcome.passed
+    assert runner.starts == 2
+
+
+@needs_bwrap
+def test_a_warm_child_writes_nothing_outside_its_workspace(runner: WarmRunner) -> None:
+    name = f"warm-escape-{uuid.uuid4().hex}"
+    targets = ["/etc", "/root", "/tmp", "/var/tmp", str(runner.pristine), str(Path.home())]
+    code = "\n".join(
+        f"try:\n    open({str(Path(d) / name)!r}, 'w').write('x')\nexcept OSError:\n    pass"
+        for d in targets
+    )
+    report = runner.run({"stats.py": _body(code)}, [TARGET], CONFIG)
+    assert report is not None and report.outcomes[TARGET] == TestOutcome.passed, report.log_tail
+    assert [d for d in targets if (Path(d) / name).exists()] == []
+
+
+@needs_bwrap
+def test_a_child_that_kills_every_process_it_can_costs_one_session(runner: WarmRunner) -> None:
+    killer = _body("import os, signal\nos.kill(-1, signal.SIGKILL)")
+    assert runner.run({"stats.py": killer}, [TARGET], CONFIG) is None
     again = runner.run({"stats.py": FIXED}, [TARGET], CONFIG)
     assert again is not None and again.outcomes[TARGET] == TestOutcome.passed
     assert runner.starts == 2
