@@ -57,6 +57,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     from patchsmith.config import load_campaign
+    from patchsmith.domain import TestOutcome
     from patchsmith.infra.sandbox import get_sandbox
     from patchsmith.infra.workspace import WorkspaceManager
     from patchsmith.tasks.critique import critique
@@ -85,6 +86,9 @@ def main() -> None:
         cold_s = warm_s = 0.0
         n = fallbacks = agree = skipped = 0
         overheads: list[float] = []
+        cold_each: list[float] = []
+        warm_each: list[float] = []
+        limited = 0
         starts: list[float] = []
         refuted = warm_pass = 0
         for inst in campaign.instances:
@@ -104,7 +108,8 @@ def main() -> None:
                 pristine, plan, set(), args.per_instance, tier="search"
             )
             runner = WarmRunner(sandbox, ctx.workspaces, pristine, inst.test_cmd, limits,
-                                lifetime_s=3600)  # fmt: skip
+                                lifetime_s=3600, targets=plan.fail_to_pass,
+                                guards=plan.pass_to_pass)  # fmt: skip
             t0 = time.perf_counter()
             runner.ensure_started()
             starts.append(time.perf_counter() - t0)
@@ -126,6 +131,11 @@ def main() -> None:
                 n += 1
                 cold_s += t1 - t0
                 warm_s += t2 - t1
+                if TestOutcome.timeout in cold.outcomes.values() or cold.timed_out:
+                    limited += 1  # a looping mutant: both paths wait for the per-test limit
+                else:
+                    cold_each.append(t1 - t0)
+                    warm_each.append(t2 - t1)
                 tests_s = runner.last_answer.get("tests_s")
                 if isinstance(tests_s, int | float):
                     overheads.append((t2 - t1) - tests_s)
@@ -150,6 +160,12 @@ def main() -> None:
             p90 = sorted(overheads)[int(0.9 * (len(overheads) - 1))]
             print(f"  warm overhead over the tests' own time in the session: median "
                   f"{1000 * statistics.median(overheads):.1f} ms, p90 {1000 * p90:.1f} ms")
+        if warm_each:
+            c_med, w_med = statistics.median(cold_each), statistics.median(warm_each)
+            print(f"  without the {limited} that ran into a time limit: median cold "
+                  f"{1000 * c_med:.0f} ms, warm {1000 * w_med:.0f} ms -> {c_med / w_med:.1f}x; "
+                  f"{len(warm_each) / sum(warm_each):.1f} vs {len(cold_each) / sum(cold_each):.1f}"
+                  " candidates/s")  # fmt: skip
         print(f"  warm session start-up: median {statistics.median(starts):.2f} s")
         print(f"  agreement warm vs cold (verdict and target outcomes): {agree}/{n}")
         print(f"  warm 'accept' verdicts the cold run refutes: {refuted}/{warm_pass}")

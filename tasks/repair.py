@@ -209,8 +209,10 @@ def test_step(
     if ctx.campaign.screening == "warm":
         if screen.warm is None:
             lifetime = ctx.campaign.budget.max_wall_s + limits.timeout_s
-            screen.warm = WarmRunner(ctx.sandbox, ctx.workspaces, pristine, instance.test_cmd,
-                                     limits, lifetime_s=lifetime)  # fmt: skip
+            screen.warm = WarmRunner(
+                ctx.sandbox, ctx.workspaces, pristine, instance.test_cmd, limits,
+                lifetime_s=lifetime, targets=plan.fail_to_pass, guards=plan.pass_to_pass,
+            )  # fmt: skip
         note = screen.warm.why_cold(candidate.diff, plan.fail_to_pass)
         if note is None:
             files = {path: text for path, text in sources.items() if text is not None}

@@ -294,3 +294,69 @@ def test_candidates_that_do_not_compile_or_repeat_code_never_reach_a_sandbox(
         assert len(sandbox.calls) == runs  # neither started anything
     finally:
         ctx.end_screen(instance)
+
+
+SVC = '''import threading
+import time
+
+_worker = threading.Thread(target=lambda: time.sleep(3600), daemon=True)
+_worker.start()  # at import: a forked child has no such thread
+
+
+def worker_alive():
+    return _worker.is_alive()
+
+
+def double(x):
+    return x + 2
+'''
+TEST_SVC = '''from svc import double, worker_alive
+
+
+def test_worker_alive():
+    assert worker_alive()
+
+
+def test_double():
+    assert double(3) == 6
+'''
+
+
+def _svc_runner(tmp_path: Path, home: Path) -> WarmRunner:
+    project = tmp_path / "svc"
+    (project / "tests").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    (project / "svc.py").write_text(SVC)
+    (project / "tests" / "test_svc.py").write_text(TEST_SVC)
+    return WarmRunner(get_sandbox("auto"), WorkspaceManager(home / "ws"), project,
+                      "python -m pytest -q tests/test_svc.py", CONFIG, lifetime_s=60,
+                      targets=["tests/test_svc.py::test_double"],
+                      guards=["tests/test_svc.py::test_worker_alive"])  # fmt: skip
+
+
+def test_a_session_that_disagrees_with_the_baseline_sends_every_candidate_cold(
+    tmp_path: Path, home: Path
+) -> None:
+    runner = _svc_runner(tmp_path, home)
+    try:
+        diff = make_diff({"svc.py": (SVC, SVC.replace("x + 2", "x * 2"))})
+        why = runner.why_cold(diff, ["tests/test_svc.py::test_double"])
+        assert why is not None and "test_worker_alive is failed in the warm session" in why
+        assert runner.run({}, ["tests/test_svc.py::test_double"], CONFIG) is None
+    finally:
+        runner.close()
+
+
+def test_the_unchanged_run_sets_a_short_per_test_limit(runner: WarmRunner, home: Path) -> None:
+    calibrated = WarmRunner(runner.sandbox, runner.workspaces, runner.pristine, CMD, CONFIG,
+                            lifetime_s=60, targets=[TARGET],
+                            guards=["tests/test_windows.py::test_mean_is_unaffected"])  # fmt: skip
+    try:
+        assert calibrated.ensure_started(), calibrated.broken
+        limit = calibrated.test_limit
+        assert limit is not None and 0.25 <= limit < CONFIG.test_timeout_s
+        looping = calibrated.run({"stats.py": _body("while True:\n    pass")}, [TARGET], CONFIG)
+        assert looping is not None and looping.outcomes[TARGET] == TestOutcome.timeout
+        assert f"after {limit:g}s (per-test limit)" in looping.log_tail
+    finally:
+        calibrated.close()

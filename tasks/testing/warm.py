@@ -8,6 +8,12 @@ and then serves candidates over a socket passed into the sandbox. Each candidate
 fork of that session with its changed modules re-executed from their new source: the
 targets first (stopping at the first that does not pass), then every other collected test.
 
+Before the first candidate, the session runs the unchanged suite once in a fork: it must
+agree with the baseline (every target fails, every guard passes), or this repository's
+tests behave differently in a forked session and all its candidates run cold. The tests'
+times in that run set the warm per-test limit (10x the slowest, at least 0.25 s, never
+above the cold one): a looping candidate is stopped in a fraction of a second.
+
 Screening only. What the warm path cannot handle, :meth:`WarmRunner.why_cold` names (a
 changed test file or conftest, a new or deleted file, a non-Python file, a target the
 session did not collect, a command that is not pytest, a session that would not start) and
@@ -54,6 +60,9 @@ WARM_PLUGIN = "patchsmith_warm"
 FD_ENV, SWEEP_ENV = "PATCHSMITH_WARM_FD", "PATCHSMITH_WARM_SWEEP"
 LINE_LIMIT = 16 * 1024 * 1024
 """Longest line accepted from the session (a result with every outcome and its log)."""
+WARM_TEST_FLOOR_S, WARM_TEST_FACTOR = 0.25, 10.0
+"""Per-test limit in the warm session: 10x the slowest test of the unchanged run there (no
+process start-up in it), at least 0.25 s, never above the candidate's own limit."""
 MAX_STARTS = 20
 """Sessions per instance: candidates that keep killing theirs get the cold path after this."""
 ANSWER_GRACE_S = 10.0
@@ -127,6 +136,8 @@ class WarmRunner:
         config: SandboxConfig,
         *,
         lifetime_s: float,
+        targets: Sequence[str] = (),
+        guards: Sequence[str] = (),
     ) -> None:
         self.sandbox = sandbox
         self.workspaces = workspaces
@@ -134,6 +145,8 @@ class WarmRunner:
         self.test_cmd = effective_command(test_cmd, pristine)
         self.config = config
         self.lifetime_s = lifetime_s
+        self.targets, self.guards = list(targets), list(guards)
+        self.test_limit: float | None = None  # set by the first session's unchanged run
         self.broken: str | None = self._unsupported()
         self.starts = 0
         self.items: list[str] = []
@@ -237,6 +250,9 @@ class WarmRunner:
         upper = ws.parent / "upper"
         self._watch = upper if upper.is_dir() else ws
         self._watched = _tree(self._watch)
+        if self.starts == 1 and (self.targets or self.guards) and not self._calibrate():
+            self.close()
+            return False
         return True
 
     def _exit_text(self) -> str:
@@ -273,27 +289,64 @@ class WarmRunner:
         with self._lock:
             if self._sock is None and (self.broken or not self._start()):
                 return None
-            assert self._sock is not None and self._lines is not None
-            self._next_id += 1
-            request = {
-                "type": "run", "id": self._next_id, "files": dict(files), "targets": list(targets),
-                "rest": True, "timeout_s": limits.timeout_s,
-                "test_timeout_s": per_test_limit(limits),
-            }  # fmt: skip
-            try:
-                self._sock.sendall((json.dumps(request) + "\n").encode())
-            except OSError:
-                self.close()
+            per_test = min(per_test_limit(limits), self.test_limit or limits.timeout_s)
+            answer = self._ask(files, targets, limits.timeout_s, per_test)
+            if answer is None:
                 return None
-            answer = self._lines.read(time.monotonic() + limits.timeout_s + ANSWER_GRACE_S)
-            if not answer or answer.get("type") != "result" or answer.get("id") != self._next_id:
-                self.close()  # dead, stuck or lying: the next candidate gets a new session
-                return None
-            self.last_answer = answer  # for benchmarks: its duration_s and tests_s
             report = _report(answer, targets)
             if self._watch is not None and _tree(self._watch) != self._watched:
                 self.close()  # the tests wrote into the workspace: start clean next time
             return report
+
+    def _ask(
+        self, files: Mapping[str, str], targets: Sequence[str], timeout_s: float, per_test: float
+    ) -> dict[str, Any] | None:
+        """One request and its answer; None (and the session closed) when there is none."""
+        assert self._sock is not None and self._lines is not None
+        self._next_id += 1
+        request = {
+            "type": "run", "id": self._next_id, "files": dict(files), "targets": list(targets),
+            "rest": True, "timeout_s": timeout_s, "test_timeout_s": per_test,
+        }  # fmt: skip
+        try:
+            self._sock.sendall((json.dumps(request) + "\n").encode())
+        except OSError:
+            self.close()
+            return None
+        answer = self._lines.read(time.monotonic() + timeout_s + ANSWER_GRACE_S)
+        if not answer or answer.get("type") != "result" or answer.get("id") != self._next_id:
+            self.close()  # dead, stuck or lying: the next candidate gets a new session
+            return None
+        self.last_answer = answer  # for benchmarks: its duration_s and tests_s
+        return answer
+
+    def _calibrate(self) -> bool:
+        """Run the unchanged suite once in a fork: it must agree with the baseline (targets
+        fail, guards pass), or this repository's tests behave differently in a forked session
+        and every candidate runs cold. Its per-test times set the warm per-test limit."""
+        answer = self._ask({}, [], self.config.timeout_s, per_test_limit(self.config))
+        if answer is None:
+            self.broken = "the session ended while running the unchanged tests"
+            return False
+        outcomes = _report(answer, []).outcomes
+        collected = set(self.items)
+        for target in self.targets:
+            if target in collected and outcomes.get(target) == TestOutcome.passed:
+                self.broken = f"{target} passes in the warm session but fails in the baseline"
+                return False
+        for guard in self.guards:
+            if guard in collected and outcomes.get(guard) != TestOutcome.passed:
+                got = outcomes.get(guard)
+                self.broken = (f"{guard} is {got.value if got else 'missing'} in the warm "
+                               "session but passes in the baseline")  # fmt: skip
+                return False
+        spent = answer.get("durations")
+        times = [v for v in spent.values() if isinstance(v, int | float)] if isinstance(
+            spent, dict) else []  # fmt: skip
+        slowest = max(times, default=0.0)
+        self.test_limit = min(per_test_limit(self.config),
+                              max(WARM_TEST_FLOOR_S, WARM_TEST_FACTOR * slowest))  # fmt: skip
+        return True
 
 
 def _report(answer: Mapping[str, Any], targets: Sequence[str]) -> TestReport:

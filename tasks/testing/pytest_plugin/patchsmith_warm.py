@@ -177,23 +177,33 @@ class _Reports:
     def __init__(self, events: _Events) -> None:
         self.events = events
         self.outcomes: dict[str, str] = {}
+        self.spent: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: object) -> None:
         outcome = _outcome(report)
         nodeid = str(getattr(report, "nodeid", ""))
+        self.spent[nodeid] = self.spent.get(nodeid, 0.0) + float(getattr(report, "duration", 0))
         if outcome is None or self.outcomes.get(nodeid, "passed") != "passed":
             return
         self.outcomes[nodeid] = outcome
         log = ""
         if outcome in ("failed", "error", "timeout"):
             log = str(getattr(report, "longreprtext", "") or "")[-LOG_LIMIT:]
-        self.events.send(done=nodeid, outcome=outcome, log=log)
+        self.events.send(done=nodeid, outcome=outcome, log=log, s=round(self.spent[nodeid], 6))
+
+
+def _set_test_limit(seconds: object) -> None:
+    """This child's per-test limit (patchsmith_guard's), when the request gives one."""
+    guard = getattr(sys.modules.get("patchsmith_guard"), "_guard", None)
+    if guard is not None and isinstance(seconds, (int, float)) and seconds > 0:
+        guard.limit = float(seconds)
 
 
 def _child(
     session: pytest.Session, request: dict, root: str, repo: list, events: _Events
 ) -> None:
     by_id = {item.nodeid: item for item in session.items}
+    _set_test_limit(request.get("test_timeout_s"))
     try:
         apply_files(request.get("files") or {}, root, repo)
     except BaseException:  # the candidate's own error (syntax, import-time): its result
@@ -291,6 +301,7 @@ def _evaluate(
     running: str | None = None
     end = "crashed"
     tests_s = None
+    durations: dict[str, float] = {}
     deadline = started + timeout
     test_deadline: float | None = None
     lines = _Lines(r)
@@ -311,6 +322,8 @@ def _evaluate(
             test_deadline = time.monotonic() + per_test + max(GRACE_S, per_test / 2)
         elif "done" in event:
             outcomes[str(event["done"])] = str(event.get("outcome"))
+            if isinstance(event.get("s"), (int, float)):
+                durations[str(event["done"])] = float(event["s"])
             if event.get("log"):
                 logs.append(f"{event['done']}: {event['log']}")
             running, test_deadline = None, None
@@ -331,6 +344,7 @@ def _evaluate(
         "type": "result", "id": request.get("id"), "outcomes": outcomes, "end": end,
         "running": running, "exit": exit_code, "log": "\n".join(logs)[-LOG_LIMIT:],
         "duration_s": round(time.monotonic() - started, 4), "tests_s": tests_s,
+        "durations": durations,
     }  # fmt: skip
 
 
