@@ -185,8 +185,11 @@ def test_what_the_warm_path_cannot_judge_it_names(runner: WarmRunner, tmp_path: 
     assert "'-n'" in (xdist.why_cold(diff("stats.py", FIXED), [TARGET]) or "")
 
 
-def _run_campaign(tmp_path: Path, home: Path, **overrides: object):  # type: ignore[no-untyped-def]
-    campaign = load_campaign(write_campaign(tmp_path, **overrides))
+def _run_campaign(  # type: ignore[no-untyped-def]
+    tmp_path: Path, home: Path, path: Path | None = None, **overrides: object
+):
+    """Repair the campaign's first instance directly: (outcome, its attempts in the store)."""
+    campaign = load_campaign(path or write_campaign(tmp_path, **overrides))
     session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
     try:
         outcome = run_instance(session, campaign.instances[0], DIRECT)
@@ -247,13 +250,7 @@ def test_a_candidate_that_fails_on_a_fresh_full_run_is_not_resolved(
     ]  # fmt: skip
     data["budget"]["max_attempts"] = 30
     path.write_text(yaml.safe_dump(data))
-    campaign = load_campaign(path)
-    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
-    try:
-        outcome = run_instance(session, campaign.instances[0], DIRECT)
-        attempts = session.store.attempts_for_key(work_key(session, campaign.instances[0]))
-    finally:
-        close_session(session, "")
+    outcome, attempts = _run_campaign(tmp_path, home, path)
     accepted = [a for a in attempts if a.status == AttemptStatus.accepted]
     assert accepted, "screening should accept the `*` fix"
     refuted = [a for a in attempts if a.error and a.error.startswith("verify-only run failed")]

@@ -75,7 +75,10 @@ _COLD_OPTIONS = (
 
 
 class _Lines:
-    """Newline-delimited reads from a socket, each bounded in size and time."""
+    """Newline-delimited reads from a socket, each bounded in size and time.
+
+    The plugin has its own (``patchsmith_warm._Lines``): it runs under the repository's
+    Python and imports nothing of patchsmith."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
