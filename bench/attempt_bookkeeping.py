@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -20,8 +21,10 @@ from pathlib import Path
 from patchsmith.config import Campaign
 from patchsmith.domain import Instance
 from patchsmith.infra.store import Store
-from patchsmith.infra.store.testing import sample_attempt
 from patchsmith.infra.tracking import make_tracker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from store_helpers import sample_attempt
 
 
 def _stats(name: str, values: list[float]) -> None:

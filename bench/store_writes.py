@@ -12,6 +12,7 @@ SQLite with 8 writers.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +21,9 @@ from pathlib import Path
 from patchsmith.config import Campaign
 from patchsmith.domain import Instance
 from patchsmith.infra.store import Store
-from patchsmith.infra.store.testing import (
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from store_helpers import (
     postgres_unreachable_reason,
     sample_attempt,
     temporary_postgres_database,

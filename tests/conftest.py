@@ -49,7 +49,7 @@ def prefect_harness() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (127.0.0.1:5432), dropped at the end."""
-    from patchsmith.infra.store.testing import (
+    from store_helpers import (
         postgres_unreachable_reason,
         temporary_postgres_database,
     )

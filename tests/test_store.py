@@ -16,6 +16,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
+from store_helpers import (
+    postgres_unreachable_reason,
+    sample_attempt,
+)
 
 from patchsmith.config import Campaign
 from patchsmith.domain import (
@@ -31,10 +35,6 @@ from patchsmith.errors import StoreError
 from patchsmith.infra.store import Store
 from patchsmith.infra.store.migrate import VERSION_TABLE, head_revisions
 from patchsmith.infra.store.models import ArtifactRow, AttemptRow, Base
-from patchsmith.infra.store.testing import (
-    postgres_unreachable_reason,
-    sample_attempt,
-)
 
 PG_REASON = postgres_unreachable_reason()
 

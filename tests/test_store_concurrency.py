@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from store_helpers import (
+    postgres_unreachable_reason,
+    sample_attempt,
+    write_attempts,
+)
 
 from patchsmith.config import Campaign
 from patchsmith.domain import Instance
 from patchsmith.infra.store import Store
 from patchsmith.infra.store.models import ArtifactRow, AttemptRow, Base
-from patchsmith.infra.store.testing import (
-    postgres_unreachable_reason,
-    sample_attempt,
-    write_attempts,
-)
 
 THREADS, PER_THREAD = 16, 50
 PG_REASON = postgres_unreachable_reason()

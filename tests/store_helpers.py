@@ -1,5 +1,5 @@
 """Helpers for tests and benchmarks of the store: a throwaway PostgreSQL database and
-realistic attempts. Not used by patchsmith itself.
+realistic attempts. Not part of the installed package (tests and bench only).
 """
 
 from __future__ import annotations
