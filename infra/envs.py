@@ -24,54 +24,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from patchsmith.domain import Environment, SandboxConfig
-from patchsmith.errors import PatchsmithError
+from patchsmith.infra.envs_build import ensure_built
 from patchsmith.infra.envs_python import PYTHON_NAME, Interpreter, locate_python, own_interpreter
-
-MARKER = ".patchsmith-env.json"
+from patchsmith.infra.envs_types import EnvError, ResolvedEnv, merge_config
 
 __all__ = ["EnvError", "Environments", "Interpreter", "ResolvedEnv", "locate_python", "preflight"]
-
-
-class EnvError(PatchsmithError):
-    """An environment cannot be used: its build failed, or it is missing. Names the fix."""
-
-
-@dataclass(frozen=True)
-class ResolvedEnv:
-    """An environment ready for the sandbox: ``config`` is what test runs use."""
-
-    kind: Literal["default", "python", "install"]
-    config: SandboxConfig
-    python: str
-    key: str | None = None
-    path: Path | None = None
-    built: bool = False
-    seconds: float = 0.0
-    record: Mapping[str, Any] = field(default_factory=dict)
-
-
-def merge_config(
-    base: SandboxConfig,
-    *,
-    ro_paths: Sequence[str] = (),
-    path_prepend: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> SandboxConfig:
-    """``base`` with extra read-only binds, PATH entries first, and defaults for variables
-    the campaign did not set itself (its own ``sandbox.env`` wins)."""
-    ro = [*base.ro_paths, *(p for p in ro_paths if p not in base.ro_paths)]
-    return base.model_copy(
-        update={
-            "ro_paths": ro,
-            "path_prepend": [*path_prepend, *base.path_prepend],
-            "env": {**(env or {}), **base.env},
-        }
-    )
 
 
 def python_config(base: SandboxConfig, interp: Interpreter) -> SandboxConfig:
@@ -130,8 +91,6 @@ class Environments:
         interp = self._interpreter(env, label)
         if not env.install:
             return ResolvedEnv("python", python_config(base, interp), interp.python)
-        from patchsmith.infra.envs_build import ensure_built
-
         return ensure_built(self, env, base, interp, repo=repo, pristine=pristine, label=label)
 
     @staticmethod

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 from patchsmith.domain import Environment, ExecResult, SandboxConfig
-from patchsmith.infra.envs import MARKER, EnvError, Environments, ResolvedEnv, merge_config
 from patchsmith.infra.envs_key import build_key
 from patchsmith.infra.envs_python import Interpreter
 from patchsmith.infra.envs_store import (
@@ -66,6 +65,7 @@ from patchsmith.infra.envs_store import (
     write_json,
     write_log,
 )
+from patchsmith.infra.envs_types import MARKER, BuildSite, EnvError, ResolvedEnv, merge_config
 
 SANDBOX_UID = 65534
 WORKSPACE_PTH = "_patchsmith_workspace.pth"
@@ -170,7 +170,7 @@ def install_argv(env: Environment, python: str) -> list[str]:
 class _Build:
     """One build: runs its steps in the sandbox, keeps their log and durations."""
 
-    def __init__(self, envs: Environments, config: SandboxConfig, ws: Path, label: str) -> None:
+    def __init__(self, envs: BuildSite, config: SandboxConfig, ws: Path, label: str) -> None:
         self.envs, self.config, self.ws, self.label = envs, config, ws, label
         self.log: list[str] = []
         self.durations: dict[str, float] = {}
@@ -212,7 +212,7 @@ def _install_fix(env: Environment, log: str) -> str:
 
 
 def _build(
-    envs: Environments,
+    envs: BuildSite,
     env: Environment,
     base: SandboxConfig,
     interp: Interpreter,
@@ -332,7 +332,7 @@ def _extra_files(
 
 
 def ensure_built(
-    envs: Environments,
+    envs: BuildSite,
     env: Environment,
     base: SandboxConfig,
     interp: Interpreter,

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from patchsmith.infra.envs import MARKER
+from patchsmith.infra.envs_types import MARKER
 
 TOOLS_MARKER = ".patchsmith-tools.json"
 TOOL_DISTS = ("pytest", "pytest-cov")

@@ -34,9 +34,10 @@ from patchsmith.domain import (
     SandboxConfig,
 )
 from patchsmith.errors import ConfigError
-from patchsmith.infra.envs import MARKER, EnvError, Environments, ResolvedEnv
+from patchsmith.infra.envs import EnvError, Environments, ResolvedEnv
 from patchsmith.infra.envs_build import WORKSPACE_PTH
 from patchsmith.infra.envs_store import harden
+from patchsmith.infra.envs_types import MARKER
 from patchsmith.infra.sandbox.bwrap import BwrapSandbox
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.campaign import close_session, open_session, run_instance, work_key

@@ -14,41 +14,18 @@ the backend and fail with ``MissingExtra`` naming the extra to install.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
-from patchsmith.errors import ConfigError
+from patchsmith.infra.llm.registry import BACKENDS, load, options_class
 
 if TYPE_CHECKING:
     from patchsmith.infra.llm.config import ModelConfig
     from patchsmith.infra.llm.types import ModelBackend
 
-BACKENDS: dict[str, str] = {
-    "hf": "patchsmith.infra.llm.hf:HFBackend",
-    "openai": "patchsmith.infra.llm.openai_backend:OpenAIBackend",
-    "vllm": "patchsmith.infra.llm.vllm_backend:VLLMBackend",
-    "scripted": "patchsmith.infra.llm.scripted:ScriptedBackend",
-}
-
-
-def _load(name: str, attr: str | None = None) -> Any:
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown model backend {name!r}; valid: {', '.join(sorted(BACKENDS))}")
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), attr or cls)
-
-
-def options_class(name: str) -> type[BaseModel]:
-    """The pydantic class that validates ``ModelConfig.options`` for backend ``name``."""
-    cls: type[BaseModel] = _load(name, "Options")
-    return cls
-
 
 def get_backend(config: ModelConfig) -> ModelBackend:
     """Build the backend ``config.backend`` names (loads the model for in-process ones)."""
-    backend: ModelBackend = _load(config.backend)(config)
+    backend: ModelBackend = load(config.backend)(config)
     return backend
 
 

@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from patchsmith.domain import Strict
 from patchsmith.errors import ConfigError
+from patchsmith.infra.llm.registry import options_class
 
 QuantMethod = Literal["none", "bnb-8bit", "bnb-4bit", "awq", "gptq", "fp8"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -196,8 +197,6 @@ class ModelConfig(Strict):
                     f"adapter {ref.name!r} was trained on {base!r}, not on {self.model!r}: "
                     f"use an adapter trained on {self.model!r}, or set model: {base}"
                 )
-        from patchsmith.infra.llm import options_class  # light: no heavy imports
-
         options_class(self.backend).model_validate(self.options)
         return self
 
