@@ -18,7 +18,7 @@ Rooms, by capability:
 
 | room          | holds                                                                |
 | ------------- | -------------------------------------------------------------------- |
-| ``testing/``  | where a candidate is tested: sandboxed test runs, JUnit, the plugin  |
+| ``testing/``  | where a candidate is tested: prechecks, warm session, cold runs      |
 | ``search/``   | tier 0: mutation search, its operators, source positions, scope      |
 | ``llm/``      | LLM planner, generator, critic, their context and model plumbing     |
 | ``edits/``    | unified diffs, SEARCH/REPLACE blocks, malformed candidates           |
