@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from patchsmith.domain import ExecResult, SandboxConfig, TestOutcome, TestReport
+from patchsmith.errors import WorkspaceError
 from patchsmith.infra.sandbox import Sandbox
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.edits.diff import parse_diff
@@ -217,9 +218,14 @@ class WarmRunner:
             return False
         self.starts += 1
         ws_cm = self.workspaces.attempt(self.pristine)
-        ws = ws_cm.__enter__()
-        self._ws_cm = ws_cm
-        out = prepare_report_dir(ws)
+        try:
+            ws = ws_cm.__enter__()
+            self._ws_cm = ws_cm
+            out = prepare_report_dir(ws)
+        except (WorkspaceError, OSError) as exc:  # no workspace, no session: run cold
+            self.broken = f"no workspace for the session: {exc}"
+            self.close()
+            return False
         argv = [*pytest_argv(self.test_cmd, report_dir=str(out)), "-p", WARM_PLUGIN]
         env = command_env(self.test_cmd, report_dir=str(out))
         env.update(guard_env(self.config, env, report_dir=str(out)))
