@@ -90,7 +90,7 @@ def main() -> None:
         warm_each: list[float] = []
         limited = 0
         starts: list[float] = []
-        refuted = warm_pass = 0
+        refuted = warm_pass = same_verdict = 0
         for inst in campaign.instances:
             try:
                 pristine = prepare_pristine(ctx, inst)
@@ -144,6 +144,12 @@ def main() -> None:
                 targets_same = all(cold.outcomes.get(t) == warm.outcomes.get(t)
                                    for t in plan.fail_to_pass)  # fmt: skip
                 agree += int(v_cold == v_warm and targets_same)
+                same_verdict += int(v_cold == v_warm)
+                if not (v_cold == v_warm and targets_same):
+                    print(f"  differs: {inst.instance_id}: {cand.description}: cold "
+                          f"{v_cold.value} {[cold.outcomes.get(t) for t in plan.fail_to_pass]}"
+                          f" warm {v_warm.value} "
+                          f"{[warm.outcomes.get(t) for t in plan.fail_to_pass]}")  # fmt: skip
                 if v_warm.value == "accept":
                     warm_pass += 1
                     refuted += int(v_cold.value != "accept")
@@ -167,7 +173,8 @@ def main() -> None:
                   f"{len(warm_each) / sum(warm_each):.1f} vs {len(cold_each) / sum(cold_each):.1f}"
                   " candidates/s")  # fmt: skip
         print(f"  warm session start-up: median {statistics.median(starts):.2f} s")
-        print(f"  agreement warm vs cold (verdict and target outcomes): {agree}/{n}")
+        print(f"  agreement warm vs cold: same verdict {same_verdict}/{n}, same verdict and "
+              f"target outcomes {agree}/{n}")
         print(f"  warm 'accept' verdicts the cold run refutes: {refuted}/{warm_pass}")
 
 

@@ -357,3 +357,25 @@ def test_the_unchanged_run_sets_a_short_per_test_limit(runner: WarmRunner, home:
         assert f"after {limit:g}s (per-test limit)" in looping.log_tail
     finally:
         calibrated.close()
+
+
+def test_a_hanging_target_does_not_set_the_warm_per_test_limit(tmp_path: Path, home: Path) -> None:
+    project = tmp_path / "hang"
+    (project / "tests").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    (project / "spin.py").write_text("def spin():\n    while True:\n        pass\n\n\ndef one():\n"
+                                     "    return 1\n")  # fmt: skip
+    (project / "tests" / "test_spin.py").write_text(
+        "from spin import one, spin\n\n\ndef test_spin():\n    spin()\n\n\n"
+        "def test_one():\n    assert one() == 1\n"
+    )
+    runner = WarmRunner(get_sandbox("auto"), WorkspaceManager(home / "ws"), project,
+                        "python -m pytest -q tests/test_spin.py", CONFIG, lifetime_s=60,
+                        targets=["tests/test_spin.py::test_spin"],
+                        guards=["tests/test_spin.py::test_one"])  # fmt: skip
+    try:
+        assert runner.ensure_started(), runner.broken
+        # The target ran into the 2 s limit; the limit comes from test_one's time.
+        assert runner.test_limit is not None and runner.test_limit < CONFIG.test_timeout_s
+    finally:
+        runner.close()

@@ -350,8 +350,10 @@ class WarmRunner:
                                "session but passes in the baseline")  # fmt: skip
                 return False
         spent = answer.get("durations")
-        times = [v for v in spent.values() if isinstance(v, int | float)] if isinstance(
-            spent, dict) else []  # fmt: skip
+        spent = spent if isinstance(spent, dict) else {}
+        # A hanging target's time is its limit, not a test's cost: only tests that finished.
+        times = [v for t, v in spent.items() if isinstance(v, int | float)
+                 and outcomes.get(t) not in (None, TestOutcome.timeout)]  # fmt: skip
         slowest = max(times, default=0.0)
         self.test_limit = min(per_test_limit(self.config),
                               max(WARM_TEST_FLOOR_S, WARM_TEST_FACTOR * slowest))  # fmt: skip
