@@ -70,7 +70,7 @@ def main() -> None:
         sandbox_config,
     )
     from patchsmith.tasks.search.mutation import MutationSearch
-    from patchsmith.tasks.testing.precheck import new_sources
+    from patchsmith.tasks.testing.precheck import new_sources, present
     from patchsmith.tasks.testing.run import staged_run
     from patchsmith.tasks.testing.warm import WarmRunner
 
@@ -122,7 +122,7 @@ def main() -> None:
                     apply_diff(ws, cand.diff)
                     cold = staged_run(sandbox, ws, inst.test_cmd, limits, plan.fail_to_pass)
                 t1 = time.perf_counter()
-                files = {p: t for p, t in new_sources(pristine, cand.diff).items() if t is not None}
+                files = present(new_sources(pristine, cand.diff))
                 warm = runner.run(files, plan.fail_to_pass, limits)
                 t2 = time.perf_counter()
                 if warm is None:

@@ -38,13 +38,18 @@ from patchsmith.infra.settings import home as data_home
 from patchsmith.infra.store import Store
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.critique import critique, lint_delta
-from patchsmith.tasks.edits.diff import apply_diff, read_text
+from patchsmith.tasks.edits.diff import apply_diff
 from patchsmith.tasks.edits.malformed import raise_if_malformed
-from patchsmith.tasks.edits.parse import resolve_inside
 from patchsmith.tasks.generate import Generator, make_generator
 from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.policy import Spend, budget_left, decide
-from patchsmith.tasks.testing.precheck import code_key, compile_error, new_sources
+from patchsmith.tasks.testing.precheck import (
+    code_key,
+    compile_error,
+    file_versions,
+    new_sources,
+    present,
+)
 from patchsmith.tasks.testing.run import is_pytest, run_tests, split_command, staged_run
 from patchsmith.tasks.testing.warm import WarmRunner
 
@@ -190,7 +195,8 @@ def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
 def test_step(
     ctx: RepairContext, instance: Instance, plan: Plan, pristine: Path, candidate: Candidate
 ) -> TestReport:
-    """Apply the candidate to a throwaway workspace; targets first, then the rest.
+    """Screen one candidate: prechecks (compiles, new code), then the instance's warm
+    session, else a cold run in a throwaway workspace; targets first, then the rest.
 
     A candidate its generator marked malformed raises its EditError before any workspace.
     """
@@ -215,8 +221,7 @@ def test_step(
             )  # fmt: skip
         note = screen.warm.why_cold(candidate.diff, plan.fail_to_pass)
         if note is None:
-            files = {path: text for path, text in sources.items() if text is not None}
-            report = screen.warm.run(files, plan.fail_to_pass, limits)
+            report = screen.warm.run(present(sources), plan.fail_to_pass, limits)
             if report is not None:
                 return report
             note = f"warm runner unavailable: {screen.warm.broken or 'its session ended'}"
@@ -237,10 +242,9 @@ def critique_step(
     runs only for a candidate the tests would accept: for the others it changes nothing."""
     verdict = critique(plan, report, candidate.diff)
     if verdict.verdict == Verdict.accept:
-        after = {p: t for p, t in new_sources(pristine, candidate.diff).items() if t is not None}
-        before = {
-            p: read_text(resolve_inside(pristine, p), p) or "" for p in after
-        }
+        versions = file_versions(pristine, candidate.diff)
+        before = {p: old for p, (old, new) in versions.items() if new is not None}
+        after = present({p: new for p, (_, new) in versions.items()})
         delta = lint_delta(candidate.diff, before, after)
         if delta:
             verdict = critique(plan, report, candidate.diff, delta)

@@ -17,15 +17,26 @@ from patchsmith.tasks.edits.diff import apply_diff_to_text, parse_diff, read_tex
 from patchsmith.tasks.edits.parse import resolve_inside
 
 
-def new_sources(pristine: Path, diff: str) -> dict[str, str | None]:
-    """Each changed file's text after the diff (None: deleted), read without following a
-    link out of ``pristine``; ApplyError/MalformedEdit (EditErrors) as applying would."""
-    sources: dict[str, str | None] = {}
+def file_versions(pristine: Path, diff: str) -> dict[str, tuple[str, str | None]]:
+    """Each changed file's text before and after the diff ("" before: new; None after:
+    deleted), read without following a link out of ``pristine``; ApplyError/MalformedEdit
+    (EditErrors) as applying would."""
+    versions: dict[str, tuple[str, str | None]] = {}
     for fp in parse_diff(diff):
         before = read_text(resolve_inside(pristine, fp.path), fp.path) or ""
         after = apply_diff_to_text(before, fp)
-        sources[fp.path] = None if fp.is_deleted else after
-    return sources
+        versions[fp.path] = (before, None if fp.is_deleted else after)
+    return versions
+
+
+def new_sources(pristine: Path, diff: str) -> dict[str, str | None]:
+    """Each changed file's text after the diff (None: deleted); see :func:`file_versions`."""
+    return {path: after for path, (_, after) in file_versions(pristine, diff).items()}
+
+
+def present(sources: dict[str, str | None]) -> dict[str, str]:
+    """The files that exist after the diff, with their text."""
+    return {path: text for path, text in sources.items() if text is not None}
 
 
 def compile_error(sources: dict[str, str | None]) -> str | None:

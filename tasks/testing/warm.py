@@ -39,7 +39,7 @@ from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
 
-from patchsmith.domain import ExecResult, SandboxConfig, TestOutcome, TestReport
+from patchsmith.domain import FAILING, ExecResult, SandboxConfig, TestOutcome, TestReport
 from patchsmith.errors import WorkspaceError
 from patchsmith.infra.sandbox import Sandbox
 from patchsmith.infra.workspace import WorkspaceManager
@@ -153,7 +153,7 @@ class WarmRunner:
         self.test_limit: float | None = None  # set by the first session's unchanged run
         self.broken: str | None = self._unsupported()
         self.starts = 0
-        self.items: list[str] = []
+        self.items: set[str] = set()  # node ids the session collected
         self.test_files: set[str] = set()
         self._sock: socket.socket | None = None
         self._lines: _Lines | None = None
@@ -196,8 +196,7 @@ class WarmRunner:
                 return f"{fp.path}: conftest.py changes the session itself"
             if fp.path in self.test_files:
                 return f"{fp.path}: a test file (its tests were collected from the old one)"
-        collected = set(self.items)
-        missing = [t for t in targets if t not in collected]
+        missing = [t for t in targets if t not in self.items]
         if missing:
             return f"target {missing[0]} is not a test the warm session collected"
         return None
@@ -254,7 +253,7 @@ class WarmRunner:
             self.broken = "the session did not start: " + self._exit_text()
             self.close()
             return False
-        self.items = _strings(ready.get("items"))
+        self.items = set(_strings(ready.get("items")))
         self.test_files = set(_strings(ready.get("test_files")))
         upper = ws.parent / "upper"
         self._watch = upper if upper.is_dir() else ws
@@ -286,7 +285,7 @@ class WarmRunner:
         if self._ws_cm is not None:
             self._ws_cm.__exit__(None, None, None)
         self._sock = self._lines = self._thread = self._ws_cm = None
-        self.items = []
+        self.items = set()
 
     # ------------------------------------------------------------------ screening
 
@@ -338,13 +337,12 @@ class WarmRunner:
             self.broken = "the session ended while running the unchanged tests"
             return False
         outcomes = _report(answer, []).outcomes
-        collected = set(self.items)
         for target in self.targets:
-            if target in collected and outcomes.get(target) == TestOutcome.passed:
+            if target in self.items and outcomes.get(target) == TestOutcome.passed:
                 self.broken = f"{target} passes in the warm session but fails in the baseline"
                 return False
         for guard in self.guards:
-            if guard in collected and outcomes.get(guard) != TestOutcome.passed:
+            if guard in self.items and outcomes.get(guard) != TestOutcome.passed:
                 got = outcomes.get(guard)
                 self.broken = (f"{guard} is {got.value if got else 'missing'} in the warm "
                                "session but passes in the baseline")  # fmt: skip
@@ -378,11 +376,10 @@ def _report(answer: Mapping[str, Any], targets: Sequence[str]) -> TestReport:
             else f"the test process ended during the test (exit {answer.get('exit')})"
         ))  # fmt: skip
     stopped = any(outcomes.get(t) != TestOutcome.passed for t in targets)
-    bad = {TestOutcome.failed, TestOutcome.error, TestOutcome.timeout}
     duration = answer.get("duration_s")
     return TestReport(
         outcomes=outcomes,
-        exit_code=1 if stopped or bad.intersection(outcomes.values()) else 0,
+        exit_code=1 if stopped or FAILING.intersection(outcomes.values()) else 0,
         duration_s=float(duration) if isinstance(duration, int | float) else 0.0,
         timed_out=end == "timeout",
         limit_hit="timeout" if end == "timeout" else None,

@@ -84,8 +84,8 @@ def _module_file(module: object) -> str | None:
 class _Source(importlib.abc.SourceLoader):
     """Loads one module from given text (a candidate's version of a file not imported yet)."""
 
-    def __init__(self, fullname: str, path: str, text: str) -> None:
-        self.fullname, self.path, self.text = fullname, path, text
+    def __init__(self, path: str, text: str) -> None:
+        self.path, self.text = path, text
 
     def get_filename(self, fullname: str) -> str:
         return self.path
@@ -105,14 +105,14 @@ class _Overrides(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname, path=None, target=None):  # type: ignore[no-untyped-def]
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        origin = spec.origin if spec is not None else None
-        if not origin or os.path.realpath(origin) not in self.texts:
+        if spec is None or not spec.origin:
             return None
-        real = os.path.realpath(origin)
-        loader = _Source(fullname, origin, self.texts[real])
+        text = self.texts.get(os.path.realpath(spec.origin))
+        if text is None:
+            return None
         return importlib.util.spec_from_file_location(
-            fullname, origin, loader=loader,
-            submodule_search_locations=spec.submodule_search_locations if spec else None,
+            fullname, spec.origin, loader=_Source(spec.origin, text),
+            submodule_search_locations=spec.submodule_search_locations,
         )  # fmt: skip
 
 
