@@ -16,7 +16,6 @@ from patchsmith.errors import PatchsmithError
 MARKER = ".patchsmith-env.json"
 
 
-
 class EnvError(PatchsmithError):
     """An environment cannot be used: its build failed, or it is missing. Names the fix."""
 

@@ -205,6 +205,8 @@ def instance_summary(
         "patchsmith.status": str(outcome.status),
         "patchsmith.cost_unknown": str(usage.dollars is None).lower(),
     }
+    if outcome.give_up is not None and not resolved:
+        tags["patchsmith.give_up"] = outcome.give_up.value
     if winner:
         tags["patchsmith.resolved_config"] = winner
         tags["patchsmith.resolved_tier"] = account.configs[winner]["tier"]
@@ -225,6 +227,8 @@ class InstanceRecord:
     total: Stats
     configs: dict[str, dict[str, Any]]
     by_config: dict[str, Stats]
+    give_up: str | None = None
+    """Why an unresolved instance ended (``Outcome.give_up``), when it was recorded."""
 
     @classmethod
     def from_run(
@@ -278,7 +282,8 @@ class InstanceRecord:
                 attempts_to_success=total.attempts_to_success if get("resolved") else 0,
                 wall_s_to_success=total.wall_s_to_success if get("resolved") else 0.0,
             )
-        return cls(run_id=run_id, total=total, configs=configs, by_config=by_config)
+        give_up = None if resolved else tags.get("patchsmith.give_up")
+        return cls(run_id, total, configs, by_config, give_up)
 
 
 @dataclass
@@ -289,6 +294,8 @@ class Summary:
     by_tier: dict[str, Stats]
     by_config: dict[str, Stats]  # keyed by label (config_label)
     config_tier: dict[str, str]  # label → tier
+    unresolved: dict[str, int] = field(default_factory=dict)
+    """Unresolved instances by give-up reason (``unknown`` where none was recorded)."""
 
 
 def summarize(records: list[InstanceRecord]) -> Summary:
@@ -310,4 +317,9 @@ def summarize(records: list[InstanceRecord]) -> Summary:
         by_tier[tier].instances = sum(
             any(str(r.configs[c].get("tier")) == tier for c in r.configs) for r in records
         )
-    return Summary(overall, by_tier, by_config, config_tier)
+    unresolved: dict[str, int] = {}
+    for record in records:
+        if not record.total.resolved:
+            reason = record.give_up or "unknown"
+            unresolved[reason] = unresolved.get(reason, 0) + 1
+    return Summary(overall, by_tier, by_config, config_tier, unresolved)

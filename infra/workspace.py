@@ -224,7 +224,13 @@ class WorkspaceManager:
                 tmp = dest.with_name(f".tmp-{uuid.uuid4().hex[:8]}")
                 try:
                     gitmirror.run_git(
-                        "clone", "--bare", "--quiet", "--no-hardlinks", "--", url, str(tmp),
+                        "clone",
+                        "--bare",
+                        "--quiet",
+                        "--no-hardlinks",
+                        "--",
+                        url,
+                        str(tmp),
                         isolated=False,
                     )
                     tmp.rename(dest)

@@ -76,6 +76,14 @@ class Environment(Strict):
         return self.python is None and not self.install
 
 
+DEFAULT_EXCLUDE = (
+    *("tests/**", "**/tests/**", "test/**", "**/test/**", "test_*.py", "**/test_*.py"),
+    *("*_test.py", "**/*_test.py", "test.py", "**/test.py", "tests.py", "**/tests.py"),
+    "**/conftest.py",
+)
+"""Test files by the usual conventions (pytest's, unittest's, a plain ``test.py``)."""
+
+
 class Instance(Strict):
     """One task instance: a repository state, an instruction and how to test it."""
 
@@ -105,7 +113,7 @@ class Instance(Strict):
         description="Globs of files a patch may touch (relative to the repo root).",
     )
     exclude: list[str] = Field(
-        default_factory=lambda: ["tests/**", "test_*.py", "**/test_*.py", "**/conftest.py"],
+        default_factory=lambda: list(DEFAULT_EXCLUDE),
         description="Globs of files a patch must not touch (tests by default).",
     )
     intent: Intent = Field(default=Intent.bugfix, description="Kind of change wanted.")
@@ -260,9 +268,7 @@ class TestReport(Value):
     )
 
     def failing(self) -> list[str]:
-        return sorted(
-            t for t, o in self.outcomes.items() if o in FAILING
-        )
+        return sorted(t for t, o in self.outcomes.items() if o in FAILING)
 
     def passing(self) -> list[str]:
         return sorted(t for t, o in self.outcomes.items() if o == TestOutcome.passed)
@@ -285,6 +291,14 @@ class Plan(Value):
     baseline: TestReport
     tier: str = Field(description="Name of the first tier to try.")
     notes: list[str] = Field(default_factory=list)
+    localization: str = Field(
+        default="", description="Which evidence ranked the suspicious lines, in words."
+    )
+    executed: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="In-scope lines the failing tests ran (path -> sorted lines): the scope "
+        "the search widens to once the suspicious lines are exhausted.",
+    )
 
 
 class Usage(Value):
@@ -318,6 +332,10 @@ class Candidate(Value):
     score: float = 0.0
     files: list[str] = Field(default_factory=list)
     parent_ids: list[str] = Field(default_factory=list, description="For combined edits.")
+    operators: list[str] = Field(
+        default_factory=list,
+        description="Mutation operators of a search candidate (what tune-search refits).",
+    )
     usage: Usage = Field(
         default_factory=lambda: Usage(), description="What producing this candidate cost."
     )
@@ -382,6 +400,19 @@ class OutcomeStatus(StrEnum):
     error = "error"
 
 
+class GiveUp(StrEnum):
+    """Why an instance ended without a fix (``Outcome.give_up``)."""
+
+    budget = "budget"  # attempts, wall time, tokens or dollars spent; reasons: share tried
+    exhausted = "exhausted"  # every tier ran out of candidates; reasons: the scope searched
+    no_evidence = "no-evidence"  # nothing localized and nothing executed in scope
+    nothing_to_repair = "nothing-to-repair"  # the baseline has no failing target
+    baseline_cannot_start = "baseline-cannot-start"  # a program the command runs is missing
+    baseline_no_outcomes = "baseline-no-outcomes"  # the baseline reported no test at all
+    environment = "environment"  # the environment failed to build or the command to start
+    error = "error"  # an unexpected error (see the reasons)
+
+
 class Outcome(Value):
     instance_id: str
     status: OutcomeStatus
@@ -393,6 +424,11 @@ class Outcome(Value):
     reasons: list[str] = Field(default_factory=list)
     model_name_or_path: str = "patchsmith"
     usage: Usage = Field(default_factory=Usage)
+    give_up: GiveUp | None = Field(
+        default=None,
+        description="Why an unresolved or failed instance ended (see GiveUp); the reasons "
+        "say the details: the scope searched, the share of it tried.",
+    )
 
 
 def config_hash(*parts: BaseModel | dict[str, Any] | str | None) -> str:

@@ -97,6 +97,7 @@ def _outcome_line(o: Outcome) -> str:
         "tier": o.tier,
         "duration_s": o.duration_s,
         "patch_file": o.patch_file,
+        "give_up": o.give_up.value if o.give_up else None,
         "reasons": o.reasons,
     }
     return json.dumps(row) + "\n"
@@ -107,7 +108,7 @@ def summary_rows(outcomes: Iterable[Outcome]) -> list[dict[str, object]]:
     return [
         {
             "instance": o.instance_id,
-            "status": o.status.value,
+            "status": o.status.value + (f" ({o.give_up.value})" if o.give_up else ""),
             "tier": o.tier or "-",
             "attempts": o.attempts,
             "seconds": round(o.duration_s, 1),

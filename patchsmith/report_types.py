@@ -29,6 +29,15 @@ class Report:
     experiment: str
     campaign_run_id: str | None
     rows: list[Row] = field(default_factory=list)
+    unresolved: dict[str, int] = field(default_factory=dict)
+    """Unresolved instances grouped by why they ended (budget, exhausted, ...)."""
+
+    def unresolved_text(self) -> str:
+        """``unresolved by reason: budget 3, exhausted 1`` ('' when none)."""
+        if not self.unresolved:
+            return ""
+        parts = sorted(self.unresolved.items(), key=lambda kv: (-kv[1], kv[0]))
+        return "unresolved by reason: " + ", ".join(f"{k} {v}" for k, v in parts)
 
     @property
     def overall(self) -> Stats:

@@ -79,7 +79,7 @@ def campaign_report(
         Row("config", label, s, tier=summary.config_tier[label])
         for label, s in sorted(summary.by_config.items(), key=lambda kv: summary.config_tier[kv[0]])
     ]
-    return Report(experiment, campaign_run_id, rows)
+    return Report(experiment, campaign_run_id, rows, summary.unresolved)
 
 
 # ------------------------------------------------------------------ presentation
@@ -128,7 +128,9 @@ def _cells(row: Row, overall: Stats) -> list[str]:
 
 def render_table(report: Report) -> Table:
     """The report as a rich Table: everything, then tiers, then model configurations."""
-    table = Table(title=f"patchsmith report — {report.experiment}")
+    table = Table(
+        title=f"patchsmith report — {report.experiment}", caption=report.unresolved_text() or None
+    )
     for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("scope", "name") else "right")
     scope = None
@@ -155,6 +157,8 @@ def to_markdown(report: Report) -> str:
         f"correctness {_pct(o.patch_correctness_rate)}; cost per success "
         f"{_usd(o, o.cost_per_success_usd)}; campaign run `{report.campaign_run_id}`.\n\n"
     )
+    if report.unresolved:
+        head += report.unresolved_text().capitalize() + ".\n\n"
     return head + _md_table(COLUMNS, [_cells(r, o) for r in report.rows]) + "\n"
 
 

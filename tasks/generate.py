@@ -43,6 +43,11 @@ class Generator(Protocol):
         """Combine the deterministic critique with this tier's own critic (if any)."""
         ...
 
+    def scope(self, plan: Plan, pristine: Path, *, exhausted: bool) -> str | None:
+        """What this tier searched, for a give-up reason: everything it held when it is
+        ``exhausted``, else how far it got. None when it cannot say."""
+        ...
+
 
 class SearchGenerator:
     """Tier 0: deterministic mutation search at the most suspicious lines."""
@@ -66,6 +71,10 @@ class SearchGenerator:
         self, plan: Plan, candidate: Candidate, report: TestReport, critique: Critique
     ) -> Critique:
         return critique
+
+    def scope(self, plan: Plan, pristine: Path, *, exhausted: bool) -> str | None:
+        census = self.search.census(pristine, plan, tier=self.tier.name)
+        return census.exhausted() if exhausted else census.progress()
 
 
 def make_generator(tier: Tier, store: Store | None = None) -> Generator:

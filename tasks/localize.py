@@ -9,19 +9,20 @@ one raises :class:`CoverageError` (the plan notes it and falls back on traceback
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from coverage.numbits import numbits_to_nums
 
-from patchsmith.domain import SuspiciousLine
-from patchsmith.tasks.testing.run import check_report
+from patchsmith.domain import Instance, SuspiciousLine
+from patchsmith.tasks.testing.run import check_report, split_command
 
 Line = tuple[str, int]
 
@@ -202,18 +203,46 @@ def matches_any(path: str, globs: Iterable[str]) -> bool:
     return any(_glob_regex(g).match(path) for g in globs)
 
 
+def command_files(test_cmd: str) -> list[str]:
+    """Python files the test command names (``python test.py``, ``pytest t/test_x.py``):
+    they are the tests, so never the code under repair, whatever the exclude globs say."""
+    _, argv = split_command(test_cmd)
+    files = []
+    for word in argv:
+        path = word.split("::", 1)[0]
+        if path.endswith(".py") and not path.startswith("-"):
+            files.append(re.sub(r"^(\./)+", "", path))
+    return files
+
+
+def editable_excludes(instance: Instance) -> list[str]:
+    """The instance's exclude globs plus the files its test command runs."""
+    return [*instance.exclude, *command_files(instance.test_cmd)]
+
+
+def editable(instance: Instance, path: str) -> bool:
+    """True when a patch may change ``path``: in scope, not excluded, not a test the
+    command names."""
+    return matches_any(path, instance.scope) and not matches_any(path, editable_excludes(instance))
+
+
 def rank(
     cov_scores: Mapping[Line, float],
     frames: Sequence[Sequence[Line]],
     scope: list[str],
     exclude: list[str],
     limit: int = 50,
+    *,
+    cov_source: str = "ochiai",
+    extra: Mapping[str, Mapping[Line, float]] | None = None,
 ) -> list[SuspiciousLine]:
-    """Most suspicious lines first: Ochiai plus a boost for failing-traceback frames.
+    """Most suspicious lines first: coverage scores plus boosts from other evidence.
 
-    ``frames`` holds one list per failing test's traceback, innermost last. Frames outside
-    scope or inside exclude (tests, by default) are dropped before distances are counted,
-    so the innermost frame in the code under repair gets the full boost.
+    ``cov_scores`` are Ochiai scores (or, ``cov_source="executed"``, a flat weight for the
+    lines a failing command ran). ``frames`` holds one list per failing test's traceback,
+    innermost last. Frames outside scope or inside exclude (tests, by default) are dropped
+    before distances are counted, so the innermost frame in the code under repair gets the
+    full boost. ``extra`` adds named boosts (``callee``, ``hint``: see :func:`boosts`).
     """
 
     def in_scope(path: str) -> bool:
@@ -224,15 +253,133 @@ def rank(
         kept = [f for f in tb if in_scope(f[0])]
         for distance, frame in enumerate(reversed(kept)):
             boost[frame] = max(boost.get(frame, 0.0), TRACEBACK_WEIGHT / (1 + distance))
-    lines = {line for line, s in cov_scores.items() if s > 0 and in_scope(line[0])} | set(boost)
+    named = {"traceback": boost, **{k: dict(v) for k, v in (extra or {}).items()}}
+    lines = {line for line, s in cov_scores.items() if s > 0 and in_scope(line[0])}
+    lines |= {line for scores in named.values() for line in scores if in_scope(line[0])}
     ranked = []
     for line in lines:
-        sources = []
-        if cov_scores.get(line, 0.0) > 0:
-            sources.append("ochiai")
-        if line in boost:
-            sources.append("traceback")
-        score = cov_scores.get(line, 0.0) + boost.get(line, 0.0)
+        score = cov_scores.get(line, 0.0)
+        sources = [cov_source] if score > 0 else []
+        for name, scores in named.items():
+            if line in scores:
+                sources.append(name)
+                score += scores[line]
         ranked.append(SuspiciousLine(path=line[0], line=line[1], score=score, sources=sources))
     ranked.sort(key=lambda s: (-s.score, s.path, s.line))
     return ranked[:limit]
+
+
+CALLEE_WEIGHT, CALLEE_OF_CALLEE_WEIGHT, HINT_WEIGHT = 0.3, 0.15, 0.2
+"""Boosts for lines of a function the failing assertion calls (and of those it calls),
+and of a function the instruction names."""
+EXECUTED_WEIGHT = 0.1
+"""Score of a line the failing command ran, when there are no per-test outcomes."""
+MAX_SCAN_FILES = 200
+"""In-scope files parsed at most for function spans (largest repositories: the rest are
+reached through coverage and tracebacks only)."""
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+
+
+def _tree_of(root: Path, path: str) -> ast.Module | None:
+    try:
+        target = root / path
+        if target.is_symlink() or not target.is_file() or target.stat().st_size > 2_000_000:
+            return None
+        return ast.parse(target.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+
+
+def _called(node: ast.AST) -> set[str]:
+    names = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            func = sub.func
+            if isinstance(func, ast.Name):
+                names.add(func.id)
+            elif isinstance(func, ast.Attribute):
+                names.add(func.attr)
+    return names
+
+
+def _innermost_statement(tree: ast.Module, line: int) -> ast.stmt | None:
+    best: ast.stmt | None = None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.stmt)
+            and not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+            and (best is None or node.lineno >= best.lineno)
+        ):
+            best = node
+    return best
+
+
+def assertion_callees(
+    frames: Sequence[Line], root: Path, in_scope: Callable[[str], bool]
+) -> set[str]:
+    """Names of the functions called by the failing statement of a test (its innermost
+    traceback frame outside the code under repair, e.g. ``assert median(xs) == 2``)."""
+    for path, line in reversed(frames):
+        if in_scope(path):
+            continue
+        tree = _tree_of(root, path)
+        stmt = _innermost_statement(tree, line) if tree is not None else None
+        if stmt is not None:
+            return _called(stmt)
+    return set()
+
+
+def function_spans(
+    root: Path, paths: Iterable[str]
+) -> dict[str, list[tuple[str, int, int, set[str]]]]:
+    """Function name -> [(path, first line, last line, names it calls)] in ``paths``."""
+    spans: dict[str, list[tuple[str, int, int, set[str]]]] = defaultdict(list)
+    for path in sorted(set(paths))[:MAX_SCAN_FILES]:
+        tree = _tree_of(root, path)
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                last = node.end_lineno or node.lineno
+                spans[node.name].append((path, first, last, _called(node)))
+    return spans
+
+
+def hint_names(instruction: str) -> set[str]:
+    """Identifiers an instruction mentions (``page_count()``, ``Money.allocate``)."""
+    return set(_IDENT.findall(instruction))
+
+
+def boosts(
+    spans: Mapping[str, list[tuple[str, int, int, set[str]]]],
+    callees: set[str],
+    hints: set[str],
+    executed: Mapping[str, set[int]],
+) -> dict[str, dict[Line, float]]:
+    """``callee`` and ``hint`` boosts for the lines of the functions those names define.
+
+    Where the failing run's lines are known (``executed``), only those get a boost.
+    """
+
+    def lines_of(names: Iterable[str], weight: float, out: dict[Line, float]) -> set[str]:
+        reached: set[str] = set()
+        for name in names:
+            for path, first, last, calls in spans.get(name, ()):
+                ran = executed.get(path)
+                for n in range(first, last + 1):
+                    if ran is None or n in ran:
+                        out[(path, n)] = max(out.get((path, n), 0.0), weight)
+                reached |= calls
+        return reached
+
+    callee: dict[Line, float] = {}
+    inner = lines_of(callees, CALLEE_WEIGHT, callee)
+    second: dict[Line, float] = {}
+    lines_of(inner - callees, CALLEE_OF_CALLEE_WEIGHT, second)
+    for line, weight in second.items():
+        callee.setdefault(line, weight)
+    hint: dict[Line, float] = {}
+    lines_of(hints & set(spans), HINT_WEIGHT, hint)
+    return {k: v for k, v in (("callee", callee), ("hint", hint)) if v}

@@ -17,6 +17,9 @@ are targets, and only those the baseline shows failing.
 
 from __future__ import annotations
 
+import os
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from patchsmith.domain import (
@@ -30,15 +33,24 @@ from patchsmith.domain import (
 )
 from patchsmith.infra.sandbox import Sandbox
 from patchsmith.tasks.localize import (
+    EXECUTED_WEIGHT,
     CoverageError,
     Line,
+    assertion_callees,
+    boosts,
     coverage_by_test,
+    editable,
+    editable_excludes,
+    function_spans,
+    hint_names,
     ochiai,
     rank,
     traceback_frames,
 )
 from patchsmith.tasks.testing.junit import failure_texts
 from patchsmith.tasks.testing.run import (
+    COMMAND_CONTEXT,
+    COVER_NOTE,
     COVERAGE_FILE,
     JUNIT_FILE,
     REPORT_DIR,
@@ -87,28 +99,99 @@ class _Evidence:
     def add(self, report: TestReport) -> None:
         """Coverage and failure texts of the run that just ended (later runs win)."""
         out = self.workspace / REPORT_DIR
-        if not self.pytest_cmd:
-            self.texts.update({t: report.log_tail for t in report.failing()})
-            return
         try:
             self.cov.update(coverage_by_test(out / COVERAGE_FILE, self.workspace))
         except CoverageError as exc:
-            self.notes.append(
-                f"coverage data unusable ({exc}): localization uses tracebacks only"
-            )
+            self.notes.append(f"coverage data unusable ({exc}): localization uses tracebacks only")
+        if not self.pytest_cmd:
+            self.texts.update({t: report.log_tail for t in report.failing()})
+            missing = read_report(out, COVER_NOTE).strip()
+            if missing:
+                self.notes.append(
+                    f"no coverage for the test command ({missing[:200]}): localization uses "
+                    "tracebacks only (add coverage to environment.install)"
+                )
+            return
         self.texts.update(failure_texts(read_report(out, JUNIT_FILE)))
         self.texts.update(hang_texts(out))
 
     def localize(
         self, instance: Instance, fail_to_pass: list[str], pass_to_pass: list[str]
-    ) -> list[SuspiciousLine]:
-        """Rank suspicious lines for these targets and guards."""
-        failing = {t for t in fail_to_pass if t in self.cov}
-        scores = ochiai(self.cov, failing, set(pass_to_pass)) if failing else {}
+    ) -> tuple[list[SuspiciousLine], dict[str, list[int]], str]:
+        """Ranked suspicious lines, the in-scope lines the failing tests ran, and which
+        evidence was used (in words)."""
+        exclude = editable_excludes(instance)
+
+        def in_scope(path: str) -> bool:
+            return editable(instance, path)
+
+        used: list[str] = []
+        if self.pytest_cmd:
+            failing = {t for t in fail_to_pass if t in self.cov}
+            scores = ochiai(self.cov, failing, set(pass_to_pass)) if failing else {}
+            ran = {line for t in failing for line in self.cov[t]}
+            source = "ochiai"
+            if failing:
+                guards = sum(1 for t in pass_to_pass if t in self.cov)
+                used.append(
+                    f"per-test spectra (Ochiai) over {len(failing)} failing and {guards} "
+                    "passing tests' coverage"
+                )
+        else:
+            ran = self.cov.get(COMMAND_CONTEXT, set()) if fail_to_pass else set()
+            scores = dict.fromkeys(ran, EXECUTED_WEIGHT)
+            source = "executed"
+        executed: dict[str, set[int]] = defaultdict(set)
+        for path, line in ran:
+            if in_scope(path):
+                executed[path].add(line)
+        if not self.pytest_cmd and executed:
+            used.append(
+                f"lines the failing command ran ({sum(map(len, executed.values()))} in "
+                f"{len(executed)} file(s), coverage of its Python processes)"
+            )
         frames = [
             traceback_frames(self.texts[t], self.workspace) for t in fail_to_pass if t in self.texts
         ]
-        return rank(scores, frames, instance.scope, instance.exclude)
+        callees: set[str] = set()
+        for tb in frames:
+            callees |= assertion_callees(tb, self.workspace, in_scope)
+        hints = hint_names(instance.instruction)
+        paths = set(executed) | {p for tb in frames for p, _ in tb if in_scope(p)}
+        spans = function_spans(self.workspace, paths or _scope_files(self.workspace, in_scope))
+        extra = boosts(spans, callees, hints, executed)
+        if any(in_scope(p) for tb in frames for p, _ in tb):
+            used.append("traceback frames")
+        if "callee" in extra:
+            used.append(
+                f"the failing assertions' callees ({', '.join(sorted(callees & set(spans)))})"
+            )
+        if "hint" in extra:
+            used.append(f"names in the instruction ({', '.join(sorted(hints & set(spans)))})")
+        ranked = rank(scores, frames, instance.scope, exclude, cov_source=source, extra=extra)
+        lines = {p: sorted(ls) for p, ls in sorted(executed.items())}
+        return ranked, lines, "; ".join(used) or "no evidence"
+
+
+MAX_SCOPE_WALK = 5000
+"""Directory entries looked at, at most, to find in-scope files when nothing else names
+any (no coverage, no traceback in scope)."""
+
+
+def _scope_files(root: Path, in_scope: Callable[[str], bool]) -> list[str]:
+    """In-scope ``.py`` files of the workspace (hidden and report directories skipped)."""
+    found: list[str] = []
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            seen += 1
+            if seen > MAX_SCOPE_WALK:
+                return found
+            rel = Path(dirpath, name).relative_to(root).as_posix()
+            if name.endswith(".py") and in_scope(rel):
+                found.append(rel)
+    return found
 
 
 def _timeouts(report: TestReport) -> set[str]:
@@ -217,7 +300,7 @@ def make_plan(
     cmd = instance.test_cmd
     converted = effective_command(cmd, workspace)
     pytest_cmd = is_pytest(converted)
-    coverage = pytest_cmd
+    coverage = True  # pytest-cov per test, else every Python process of the command
     baseline = run_tests(sandbox, workspace, cmd, config, coverage=coverage)
     if (
         pytest_cmd
@@ -239,8 +322,8 @@ def make_plan(
             notes.append("pytest could not run the unittest command: using it by exit code")
     if not pytest_cmd:
         notes.append(
-            "test command is not pytest: no per-test localization "
-            "(one outcome for the whole command, tracebacks from its log only)"
+            "test command is not pytest: one outcome for the whole command; localization "
+            "from the lines it ran and its log's tracebacks"
         )
     evidence = _Evidence(workspace, pytest_cmd)
     evidence.add(baseline)
@@ -273,9 +356,11 @@ def make_plan(
     if not fail_to_pass:
         notes.append("baseline has no failing tests: nothing to repair")
     notes += evidence.notes
-    suspicious = evidence.localize(instance, fail_to_pass, pass_to_pass)
-    if fail_to_pass and not suspicious:
-        notes.append("localization found no suspicious line in scope")
+    suspicious, executed, used = evidence.localize(instance, fail_to_pass, pass_to_pass)
+    if fail_to_pass:
+        notes.append(f"localization: {used}")
+        if not suspicious:
+            notes.append("localization found no suspicious line in scope")
     return Plan(
         instance_id=instance.instance_id,
         intent=instance.intent,
@@ -286,4 +371,6 @@ def make_plan(
         baseline=baseline,
         tier=tier,
         notes=notes,
+        localization=used if fail_to_pass else "",
+        executed=executed,
     )

@@ -22,6 +22,7 @@ from patchsmith.domain import (
     AttemptStatus,
     Candidate,
     Critique,
+    GiveUp,
     Instance,
     Outcome,
     OutcomeStatus,
@@ -362,7 +363,7 @@ def repair(
     except Exception as exc:
         _check_stop(instance, exc)  # a step that failed because the stop killed it
         state.reasons.append(f"{type(exc).__name__}: {exc}")
-        raise RepairError(_outcome(state, OutcomeStatus.error)) from exc
+        raise RepairError(_outcome(state, OutcomeStatus.error, give_up=GiveUp.error)) from exc
     finally:
         ctx.end_screen(instance)
     # An ending reached while stopping (a plan whose baseline was killed, say) is not
@@ -383,25 +384,27 @@ def _repair(
     spent = budget_left(ctx.campaign.budget, state.spend)
     if spent:
         state.reasons.append(spent)
-        return _outcome(state, OutcomeStatus.unresolved)
+        return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.budget)
     pristine = prepare_pristine(ctx, instance)
     with ctx.trace("environment", {"instance_id": instance.instance_id}):
         problem = check_environment(ctx, instance, pristine)
     if problem:  # before any repair work: nothing here can be fixed by a patch
         state.reasons.append(problem)
-        return _outcome(state, OutcomeStatus.error)
+        return _outcome(state, OutcomeStatus.error, give_up=GiveUp.environment)
     with ctx.trace("plan", {"instance_id": instance.instance_id}):
         plan = steps.plan(ctx, instance, pristine)
     state.reasons.extend(plan.notes)
-    cannot = _cannot_start(ctx, instance, plan.baseline) or _no_outcomes(
-        ctx, instance, plan.baseline
-    )
-    if cannot:
-        state.reasons.append(cannot)
-        return _outcome(state, OutcomeStatus.error)
+    for check, code in (
+        (_cannot_start, GiveUp.baseline_cannot_start),
+        (_no_outcomes, GiveUp.baseline_no_outcomes),
+    ):
+        cannot = check(ctx, instance, plan.baseline)
+        if cannot:
+            state.reasons.append(cannot)
+            return _outcome(state, OutcomeStatus.error, give_up=code)
     if not plan.fail_to_pass:
         state.reasons.append("no failing target tests: nothing to repair")
-        return _outcome(state, OutcomeStatus.unresolved)
+        return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.nothing_to_repair)
     tiers = {t.name: t for t in ctx.campaign.tiers}
     for attempt in _unverified(prior):
         assert attempt.candidate is not None
@@ -413,7 +416,7 @@ def _repair(
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
         if outcome is not None:
             return outcome
-    return _outcome(state, OutcomeStatus.unresolved)
+    return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
 
 
 def check_environment(ctx: RepairContext, instance: Instance, pristine: Path) -> str | None:
@@ -488,12 +491,21 @@ def _run_tier(
     generator = make_generator(tier, ctx.store)
     feedback: list[str] = []
     budget = ctx.campaign.budget
+
+    def give_up(why: str, *, exhausted: bool) -> Outcome:
+        scope = generator.scope(plan, pristine, exhausted=exhausted)
+        state.reasons.append(f"{why}: {scope}" if scope else why)
+        if exhausted and not plan.suspicious and not plan.executed:
+            code = GiveUp.no_evidence
+        else:
+            code = GiveUp.exhausted if exhausted else GiveUp.budget
+        return _outcome(state, OutcomeStatus.unresolved, tier=tier.name, give_up=code)
+
     while True:
         _check_stop(state.instance)
         spent = budget_left(budget, state.spend)
         if spent:
-            state.reasons.append(spent)
-            return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
+            return give_up(spent, exhausted=False)
         room = budget.max_attempts - state.spend.attempts
         with ctx.trace("generate", {"tier": tier.name}):
             round_ = steps.generate(
@@ -507,10 +519,13 @@ def _run_tier(
             )
         if not round_:
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=True, last_tier=last)
-            state.reasons.append(f"{tier.name}: {why}")
             if verdict == Verdict.escalate:
+                scope = generator.scope(plan, pristine, exhausted=True)
+                state.reasons.append(f"{tier.name}: {why}" + (f": {scope}" if scope else ""))
                 return None
-            return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
+            return give_up(
+                f"{tier.name}: {why}", exhausted=budget_left(budget, state.spend) is None
+            )
         for candidate in round_:
             _check_stop(state.instance)
             outcome = _try(ctx, steps, state, plan, pristine, tier, generator, candidate, feedback)
@@ -518,8 +533,7 @@ def _run_tier(
                 return outcome
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
             if verdict == Verdict.give_up:
-                state.reasons.append(why)
-                return _outcome(state, OutcomeStatus.unresolved, tier=tier.name)
+                return give_up(why, exhausted=False)
 
 
 def _try(

@@ -69,7 +69,6 @@ refine = _pure_task("refine", decide)
 verify = _infra_task("verify", repair.verify_step)
 
 
-
 def quoted(step: Task[P, R]) -> Callable[P, R]:
     """``step`` called with every argument quoted. Prefect otherwise walks (and rebuilds)
     each argument on every call looking for futures: the campaign, the plan, the reports.

@@ -13,7 +13,7 @@ import pytest
 
 from patchsmith.domain import Intent, Plan, SuspiciousLine, TestReport
 from patchsmith.tasks.edits.diff import apply_diff
-from patchsmith.tasks.search.mutation import MutationSearch, mutants_for
+from patchsmith.tasks.search.mutation import STAGES, MutationSearch, mutants_for
 from patchsmith.tasks.search.operators import OPERATORS, PRIORITY
 
 BUGS: dict[str, tuple[str, int, str, Callable[[dict[str, Any]], bool]]] = {
@@ -150,13 +150,14 @@ def test_every_mutant_parses_changes_the_code_and_is_unique() -> None:
         "name",
         "bool_constant",
         "break_continue",
+        "condition",
     }
     assert expected == used
 
 
-def test_mutants_are_ordered_by_score_then_operator_priority() -> None:
+def test_mutants_are_ordered_by_score_times_prior_then_operator_priority() -> None:
     mutants = mutants_for("m.py", SAMPLE, {9: 0.2, 15: 0.9})
-    keys = [(-m.score, PRIORITY[m.operator]) for m in mutants]
+    keys = [(-m.score * m.weight, PRIORITY[m.operator]) for m in mutants]
     assert keys == sorted(keys)
     assert {m.line for m in mutants} == {9, 15}
     assert mutants[0].line == 15
@@ -194,8 +195,14 @@ def test_tried_candidates_are_skipped_and_pairs_come_after_singles(repo: Path) -
     pairs = [c for c in everything if c.parent_ids]
     assert singles and pairs
     assert everything == singles + pairs  # every single before any pair
-    assert [c.score for c in singles] == sorted((c.score for c in singles), reverse=True)
-    assert [c.score for c in pairs] == sorted((c.score for c in pairs), reverse=True)
+    census = search.census(repo, plan)
+    assert census.singles == len(singles) and 0 < len(pairs) <= census.pairs
+    top = census.stages[0][2]
+    assert singles[0].score == 0.9  # the most suspicious line first
+    assert {c.score for c in singles[:top]} == {0.9, 0.5}  # then the top lines' others
+    assert [name for name, _, _ in census.stages] == list(STAGES)
+    assert sum(count for _, _, count in census.stages) == len(singles)
+    assert len(singles) > top  # the widened stages add the less likely variants
     single_ids = {c.candidate_id for c in singles}
     assert all(set(p.parent_ids) <= single_ids for p in pairs)
     assert any(p.files == ["pkg/a.py", "pkg/b.py"] for p in pairs)

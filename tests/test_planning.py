@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import coverage
 import pytest
 from helpers import BrokenSandbox, needs_bwrap
 
@@ -92,9 +95,12 @@ def test_wrong_value_bug_ranks_first(tmp_path: Path, sandbox: Sandbox) -> None:
     assert plan.fail_to_pass == ["tests/test_calc.py::test_clamp_high"]
     assert len(plan.pass_to_pass) == 4 and plan.flaky == []
     top = plan.suspicious[0]
-    assert (top.path, top.line, top.sources) == ("calc.py", 9, ["ochiai"])
+    assert (top.path, top.line, top.sources) == ("calc.py", 9, ["ochiai", "callee"])
     assert all(not s.path.startswith("tests/") for s in plan.suspicious)
-    assert plan.tier == "t0" and plan.notes == []
+    assert plan.tier == "t0"
+    assert [n for n in plan.notes if not n.startswith("localization: ")] == []
+    assert plan.localization.startswith("per-test spectra (Ochiai) over 1 failing and 4 passing")
+    assert "callees (clamp)" in plan.localization
 
 
 def test_raising_bug_gets_traceback_evidence(tmp_path: Path) -> None:
@@ -108,7 +114,7 @@ def test_raising_bug_gets_traceback_evidence(tmp_path: Path) -> None:
     assert plan.fail_to_pass == ["tests/test_calc.py::test_last"]
     top = plan.suspicious[0]
     assert (top.path, top.line) == ("calc.py", 14)
-    assert top.sources == ["ochiai", "traceback"]
+    assert top.sources == ["ochiai", "traceback", "callee"]
 
 
 def test_flaky_test_is_neither_target_nor_guard(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -164,7 +170,43 @@ def test_non_pytest_command(tmp_path: Path) -> None:
     assert plan.fail_to_pass == ["python check.py"]
     assert plan.baseline.exit_code == 1
     assert any("not pytest" in n for n in plan.notes)
-    assert [(s.path, s.line) for s in plan.suspicious] == [("calc.py", 14), ("check.py", 4)]
+    # the script the command runs is the test: never a place to mutate
+    assert [s.path for s in plan.suspicious] == ["calc.py"] * len(plan.suspicious)
+    top = plan.suspicious[0]
+    assert (top.path, top.line, top.sources) == ("calc.py", 14, ["executed", "traceback", "callee"])
+    # coverage of the command's Python process: the lines it ran of calc.py, only those
+    ran = plan.executed["calc.py"]
+    assert 14 in ran and set(ran) < set(range(1, CALC.count("\n") + 1))
+    assert {(s.path, s.line) for s in plan.suspicious} == {("calc.py", n) for n in ran}
+    assert plan.localization.startswith("lines the failing command ran")
+
+
+def _venv_without_coverage_startup(root: Path) -> Path:
+    """A venv that can import coverage (patchsmith's, as a plain path entry) but never
+    processes coverage's own start-up ``.pth``: only patchsmith's hook can start it."""
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "tools.pth").write_text(str(Path(coverage.__file__).resolve().parent.parent) + "\n")
+    return venv
+
+
+def test_plain_script_coverage_comes_from_the_hook_in_every_process(tmp_path: Path) -> None:
+    venv = _venv_without_coverage_startup(tmp_path)
+    files = {
+        "calc.py": CALC,
+        # the failing call runs in a child process the script starts
+        "check.py": "import subprocess, sys\n"
+        "sys.exit(subprocess.run([sys.executable, 'inner.py']).returncode)\n",
+        "inner.py": "from calc import add, last\n\nassert add(1, 1) == 2\nprint(last([1, 2]))\n",
+    }
+    ws = make_workspace(tmp_path / "ws", files)
+    cmd = f"{venv}/bin/python check.py"
+    plan = make_plan(instance(test_cmd=cmd), get_sandbox("subprocess"), ws, CONFIG, "t")
+    assert plan.fail_to_pass == [cmd]
+    assert 14 in plan.executed.get("calc.py", []), (plan.executed, plan.notes)
+    assert 18 not in plan.executed["calc.py"]  # mean() never ran
+    assert plan.localization.startswith("lines the failing command ran")
 
 
 def test_green_baseline_and_given_lists(tmp_path: Path) -> None:
@@ -223,7 +265,7 @@ def test_tampered_coverage_is_noted_and_tracebacks_still_localize(
     assert plan.fail_to_pass == ["tests/test_calc.py::test_last"]
     assert any(n.startswith("coverage data unusable") for n in plan.notes), plan.notes
     assert (plan.suspicious[0].path, plan.suspicious[0].line) == ("calc.py", 14)
-    assert plan.suspicious[0].sources == ["traceback"]
+    assert plan.suspicious[0].sources == ["traceback", "callee"]
 
 
 def test_given_fail_to_pass_only_failing_ones_are_targets(tmp_path: Path) -> None:

@@ -150,6 +150,7 @@ def outcome_values(
         "duration_s": outcome.duration_s,
         "patch_sha": patch_sha,
         "reasons": list(outcome.reasons),
+        "give_up": outcome.give_up.value if outcome.give_up else None,
         "usage": outcome.usage.model_dump(mode="json"),
         "dollars": outcome.usage.dollars,
         "payload": payload,

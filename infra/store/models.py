@@ -143,6 +143,7 @@ class OutcomeRow(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     patch_sha: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"))
     reasons: Mapped[list[Any]]
+    give_up: Mapped[str | None] = mapped_column(String(32), index=True)
     usage: Mapped[dict[str, Any]]
     dollars: Mapped[float | None] = mapped_column(Float)
     created: Mapped[float] = mapped_column(Float)

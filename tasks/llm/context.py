@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from patchsmith.domain import Instance, Plan
-from patchsmith.tasks.localize import matches_any
+from patchsmith.tasks.localize import editable
 
 CHARS_PER_TOKEN = 4
 WHOLE_FILE_LINES = 120
@@ -28,8 +28,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def in_scope(instance: Instance, path: str) -> bool:
-    """True when an edit to ``path`` is allowed by the instance's scope and exclude globs."""
-    return matches_any(path, instance.scope) and not matches_any(path, instance.exclude)
+    """True when an edit to ``path`` is allowed (see :func:`localize.editable`)."""
+    return editable(instance, path)
 
 
 def _read(root: Path, path: str) -> list[str] | None:

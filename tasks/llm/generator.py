@@ -217,6 +217,10 @@ class LLMGenerator:
 
     # ------------------------------------------------------------------- review
 
+    def scope(self, plan: Plan, pristine: Path, *, exhausted: bool) -> str | None:
+        """An LLM tier's scope is its rounds, already in the reasons: nothing to add."""
+        return None
+
     def review(
         self, plan: Plan, candidate: Candidate, report: TestReport, critique: Critique
     ) -> Critique:

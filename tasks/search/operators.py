@@ -36,8 +36,37 @@ OPERATORS: dict[str, str] = {
     "name": "use another in-scope name of the same function",
     "bool_constant": "flip True/False",
     "break_continue": "swap break/continue",
+    "attribute": "use another attribute name of the same file",
+    "condition": "replace a condition by True or False",
 }
 PRIORITY: dict[str, int] = {name: i for i, name in enumerate(OPERATORS)}
+
+PRIOR: dict[str, float] = {
+    "comparison": 1.0,
+    "range": 0.9,
+    "slice": 0.8,
+    "index": 0.8,
+    "constant": 0.7,
+    "boolean": 0.7,
+    "negate": 0.6,
+    "arithmetic": 0.6,
+    "return": 0.5,
+    "call": 0.5,
+    "drop_condition": 0.4,
+    "swap_args": 0.4,
+    "swap_operands": 0.4,
+    "unary_minus": 0.4,
+    "name": 0.3,
+    "bool_constant": 0.3,
+    "break_continue": 0.3,
+    "attribute": 0.25,
+    "condition": 0.2,
+}
+"""How likely a mutant of each operator is to be the fix, before any data: a candidate's
+order is suspiciousness x prior x VARIANT_DECAY ** variant. ``patchsmith tune-search`` refits
+it from the store's recorded attempts (see ``search/prior.py``)."""
+VARIANT_DECAY = 0.8
+"""Later replacements of one operator at one place (``<`` → ``<=``, then ``>``…) count less."""
 
 _CMP: dict[type[ast.cmpop], tuple[str, ...]] = {
     ast.Lt: ("<=", ">", ">="),
@@ -66,6 +95,9 @@ _ARITH: dict[type[ast.operator], tuple[str, ...]] = {
     ast.BitOr: ("&",),
     ast.BitXor: ("|",),
 }
+_ORDER = ("<", "<=", ">", ">=", "==", "!=")
+_ARITH_FAMILY = ("+", "-", "*", "/", "//", "%", "**")
+_BIT_FAMILY = ("&", "|", "^", "<<", ">>")
 _ARITH_TOKEN = re.compile(r"\*\*|//|<<|>>|[-+*/%@&|^]")
 _NON_COMMUTATIVE = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift)
 _ASYMMETRIC_CMP = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
@@ -119,12 +151,20 @@ def describe(src: SourceText, m: RawMutation, line: int) -> str:
     return f"line {line}: `{old}` → `{_short(m.replacement)}`"
 
 
+def _family(op: str, table: tuple[str, ...], likely: Sequence[str]) -> list[str]:
+    """``likely`` first, then every other operator of ``op``'s family (wide scopes)."""
+    return [*likely, *(o for o in table if o != op and o not in likely)]
+
+
 class _Walker:
-    def __init__(self, src: SourceText, lines: Sequence[int]) -> None:
+    def __init__(self, src: SourceText, lines: Sequence[int], wide: bool = False) -> None:
         self.src = src
         self.lines = sorted(lines)
+        self.wide = wide
         self.out: list[RawMutation] = []
         self.callees: set[int] = set()  # ids of Name nodes called as functions
+        self.attributes: list[str] = []  # attribute names of the file (not calls), by use
+        self._attributes_done = False
 
     # ----------------------------------------------------------------- helpers
 
@@ -161,7 +201,8 @@ class _Walker:
         ):
             left = self.src.operand(node.left, (start, end))
             self.emit(operator, start, end, [self.src.source[left[0] : left[1]]])
-            return
+            if not self.wide:
+                return
         text = self.src.source[start:end]
         if not _binds_tighter_than_plus(node):
             text = f"({text})"
@@ -193,6 +234,8 @@ class _Walker:
 
     def op_If(self, node: ast.If, scope: Scope | None) -> None:
         self.negate(node.test)
+        if not isinstance(node.test, ast.Constant):
+            self.emit("condition", *self.src.span(node.test), ["True", "False"])
 
     op_While = op_If
     op_IfExp = op_If
@@ -206,8 +249,12 @@ class _Walker:
         for i, op in enumerate(node.ops):
             tok = self.token((operands[i][1], operands[i + 1][0]), _CMP_TOKEN)
             if tok is not None:
-                self.emit("comparison", *tok, _CMP[type(op)])
-        if len(node.ops) == 1 and isinstance(node.ops[0], _ASYMMETRIC_CMP):
+                likely = _CMP[type(op)]
+                text = " ".join(self.src.source[tok[0] : tok[1]].split())
+                if self.wide and text in _ORDER:
+                    likely = tuple(_family(text, _ORDER, likely))
+                self.emit("comparison", *tok, likely)
+        if len(node.ops) == 1 and (self.wide or isinstance(node.ops[0], _ASYMMETRIC_CMP)):
             self.swap("swap_operands", node.left, node.comparators[0], operands)
 
     def swap(self, operator: str, a: ast.expr, b: ast.expr, spans: list[tuple[int, int]]) -> None:
@@ -242,15 +289,24 @@ class _Walker:
         spans = [self.src.operand(node.left, limit), self.src.operand(node.right, limit)]
         tok = self.token((spans[0][1], spans[1][0]), _ARITH_TOKEN)
         if tok is not None and type(node.op) in _ARITH:
-            self.emit("arithmetic", *tok, _ARITH[type(node.op)])
-        if isinstance(node.op, _NON_COMMUTATIVE):
+            self.emit("arithmetic", *tok, self.arith(node.op, self.src.source[tok[0] : tok[1]]))
+        if self.wide or isinstance(node.op, _NON_COMMUTATIVE):
             self.swap("swap_operands", node.left, node.right, spans)
+
+    def arith(self, op: ast.operator, text: str) -> list[str]:
+        """Replacements of an arithmetic or bit operator: the likely ones, all when wide."""
+        likely = _ARITH[type(op)]
+        if not self.wide:
+            return list(likely)
+        family = _BIT_FAMILY if text in _BIT_FAMILY else _ARITH_FAMILY
+        return _family(text, family, likely) if text in family else list(likely)
 
     def op_AugAssign(self, node: ast.AugAssign, scope: Scope | None) -> None:
         gap = (self.src.span(node.target)[1], self.src.span(node.value)[0])
         tok = self.token(gap, _AUG_TOKEN)
         if tok is not None and type(node.op) in _ARITH:
-            self.emit("arithmetic", *tok, [op + "=" for op in _ARITH[type(node.op)]])
+            text = self.src.source[tok[0] : tok[1] - 1]
+            self.emit("arithmetic", *tok, [op + "=" for op in self.arith(node.op, text)])
 
     def op_Constant(self, node: ast.Constant, scope: Scope | None) -> None:
         start, end = self.src.span(node)
@@ -298,7 +354,7 @@ class _Walker:
             operand = self.src.operand(value.operand, (start, end))
             self.emit("return", start, end, [self.src.source[operand[0] : operand[1]]])
         elif isinstance(value, ast.Name) and scope is not None:
-            self.emit("return", start, end, scope.alternatives(value.id, value.lineno))
+            self.emit("return", start, end, self.names(scope, value.id, value.lineno))
 
     def op_UnaryOp(self, node: ast.UnaryOp, scope: Scope | None) -> None:
         start, end = self.src.span(node)
@@ -306,20 +362,49 @@ class _Walker:
         text = self.src.wrapped(node.operand, operand)
         if isinstance(node.op, ast.Not):
             self.emit("negate", start, end, [text])
-        elif isinstance(node.op, ast.USub) and not isinstance(node.operand, ast.Constant):
+        elif isinstance(node.op, ast.USub) and (
+            self.wide or not isinstance(node.operand, ast.Constant)
+        ):
             self.emit("unary_minus", start, end, [text])
 
     def op_Name(self, node: ast.Name, scope: Scope | None) -> None:
         if scope is None or not isinstance(node.ctx, ast.Load) or id(node) in self.callees:
             return
         start, end = self.src.span(node)
-        self.emit("name", start, end, scope.alternatives(node.id, node.lineno))
+        self.emit("name", start, end, self.names(scope, node.id, node.lineno))
+
+    def names(self, scope: Scope, name: str, line: int) -> list[str]:
+        if self.wide:
+            return scope.alternatives(name, line, limit=None, anywhere=True)
+        return scope.alternatives(name, line)
+
+    def op_Attribute(self, node: ast.Attribute, scope: Scope | None) -> None:
+        if id(node) in self.callees:
+            return
+        if not self._attributes_done:
+            self._attributes_done = True
+            self.attributes = _attribute_names(self.src.tree)
+        end = self.src.span(node)[1]
+        if self.src.source[end - len(node.attr) : end] != node.attr:
+            return
+        others = [a for a in self.attributes if a != node.attr]
+        self.emit("attribute", end - len(node.attr), end, others if self.wide else others[:3])
 
     def op_Break(self, node: ast.Break, scope: Scope | None) -> None:
         self.emit("break_continue", *self.src.span(node), ["continue"])
 
     def op_Continue(self, node: ast.Continue, scope: Scope | None) -> None:
         self.emit("break_continue", *self.src.span(node), ["break"])
+
+
+def _attribute_names(tree: ast.AST) -> list[str]:
+    """Attribute names used in a module outside calls, most used first."""
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    counts: dict[str, int] = {}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and id(n) not in called:
+            counts[n.attr] = counts.get(n.attr, 0) + 1
+    return sorted(counts, key=lambda a: (-counts[a], a))
 
 
 def _low(node: ast.expr) -> bool:
@@ -338,8 +423,15 @@ def _binds_tighter_than_plus(node: ast.expr) -> bool:
     return isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not)
 
 
-def raw_mutations(src: SourceText, lines: Sequence[int]) -> Iterator[RawMutation]:
-    """Every operator's edits on nodes that meet ``lines`` (unscored, unchecked)."""
-    walker = _Walker(src, lines)
+def raw_mutations(
+    src: SourceText, lines: Sequence[int], wide: bool = False
+) -> Iterator[RawMutation]:
+    """Every operator's edits on nodes that meet ``lines`` (unscored, unchecked).
+
+    ``wide`` (the search's widened scopes) adds the less likely variants: every operator of
+    a comparison's or arithmetic operator's family, operand swaps of commutative operators,
+    every name and attribute of the scope, ``-1`` → ``1``, ``i + 1`` → ``i + 1 ± 1``.
+    """
+    walker = _Walker(src, lines, wide)
     walker.visit(src.tree, None)
     yield from walker.out

@@ -15,6 +15,7 @@ _NEW_SCOPES = (
     ast.DictComp,
     ast.GeneratorExp,
 )
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _NEVER = frozenset({"self", "cls"})
 
 
@@ -24,16 +25,25 @@ class Scope:
 
     params: tuple[str, ...]
     assigned: tuple[tuple[int, str], ...]
+    inner: tuple[str, ...] = ()
+    """Names bound in nested comprehensions (offered only ``anywhere``)."""
 
-    def alternatives(self, name: str, line: int, limit: int = 3) -> list[str]:
-        """Up to ``limit`` other names in scope at ``line``: latest locals, then params."""
+    def alternatives(
+        self, name: str, line: int, limit: int | None = 3, anywhere: bool = False
+    ) -> list[str]:
+        """Up to ``limit`` other names in scope at ``line``: latest locals, then params.
+
+        ``anywhere`` also offers locals assigned after ``line`` (and in comprehensions).
+        """
         latest: dict[str, int] = {}
         for at, local in self.assigned:
-            if at < line:
-                latest[local] = at
+            if at < line or anywhere:
+                latest[local] = at if at < line else -at
         pool = sorted(latest, key=lambda n: (-latest[n], n))
         pool += [p for p in self.params if p not in latest]
-        return [n for n in pool if n != name and n not in _NEVER][:limit]
+        pool += [n for n in self.inner if anywhere and n not in latest and n not in pool]
+        names = [n for n in pool if n != name and n not in _NEVER]
+        return names if limit is None else names[:limit]
 
 
 def function_scope(node: ast.FunctionDef | ast.AsyncFunctionDef) -> Scope:
@@ -42,14 +52,21 @@ def function_scope(node: ast.FunctionDef | ast.AsyncFunctionDef) -> Scope:
     params = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
     params += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
     assigned: list[tuple[int, str]] = []
-    stack: list[ast.AST] = list(node.body)
+    inner: list[str] = []
+    stack: list[tuple[ast.AST, bool]] = [(n, False) for n in node.body]
     while stack:
-        current = stack.pop()
+        current, nested = stack.pop()
         if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Store):
-            assigned.append((current.lineno, current.id))
-        elif isinstance(current, ast.ExceptHandler) and current.name:
+            if nested:
+                inner.append(current.id)
+            else:
+                assigned.append((current.lineno, current.id))
+        elif isinstance(current, ast.ExceptHandler) and current.name and not nested:
             assigned.append((current.lineno, current.name))
-        if isinstance(current, _NEW_SCOPES):
+        if isinstance(current, _NEW_SCOPES) and not isinstance(current, _COMPREHENSIONS):
             continue
-        stack.extend(ast.iter_child_nodes(current))
-    return Scope(tuple(dict.fromkeys(params)), tuple(sorted(assigned)))
+        nested = nested or isinstance(current, _COMPREHENSIONS)
+        stack.extend((child, nested) for child in ast.iter_child_nodes(current))
+    return Scope(
+        tuple(dict.fromkeys(params)), tuple(sorted(assigned)), tuple(dict.fromkeys(sorted(inner)))
+    )

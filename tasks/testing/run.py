@@ -44,6 +44,12 @@ CURRENT_FILE, PROGRESS_FILE, HUNG_FILE = "current", "progress", "hung"
 GUARD_DIR = str(Path(__file__).resolve().parent / "pytest_plugin")
 """Directory of our pytest plugin: bound read-only in the sandbox, put on PYTHONPATH."""
 GUARD_PLUGIN = "patchsmith_guard"
+COVER_DIR = str(Path(__file__).resolve().parent / "coverage_hook")
+"""Directory of our ``sitecustomize``: coverage for every Python process of a non-pytest
+command (bound read-only, put on PYTHONPATH for a baseline run)."""
+COMMAND_CONTEXT = "patchsmith-command"
+"""Coverage context of a non-pytest command's lines (one "test": the whole command)."""
+COVER_RC, COVER_NOTE = "coverage.rc", "coverage-missing"
 
 BASELINE_TEST_FRACTION = 0.25
 BASELINE_TEST_FLOOR_S = 5.0
@@ -107,13 +113,23 @@ def per_test_limit(config: SandboxConfig) -> float:
     return min(derived, config.timeout_s / 2)  # below the command's limit, or it never fires
 
 
-def guard_env(
-    config: SandboxConfig, env: Mapping[str, str], *, report_dir: str
-) -> dict[str, str]:
-    """Settings of our plugin, with its directory appended to the command's PYTHONPATH."""
+def _python_path(config: SandboxConfig, env: Mapping[str, str], directory: str) -> str:
+    """The command's PYTHONPATH with ``directory`` appended."""
     paths = (env.get("PYTHONPATH") or config.env.get("PYTHONPATH") or "").split(os.pathsep)
+    return os.pathsep.join([*(p for p in paths if p), directory])
+
+
+def _bound(config: SandboxConfig, directory: str) -> SandboxConfig:
+    """``config`` with ``directory`` bound read-only in the sandbox."""
+    if directory in config.ro_paths:
+        return config
+    return config.model_copy(update={"ro_paths": [*config.ro_paths, directory]})
+
+
+def guard_env(config: SandboxConfig, env: Mapping[str, str], *, report_dir: str) -> dict[str, str]:
+    """Settings of our plugin, with its directory appended to the command's PYTHONPATH."""
     return {
-        "PYTHONPATH": os.pathsep.join([*(p for p in paths if p), GUARD_DIR]),
+        "PYTHONPATH": _python_path(config, env, GUARD_DIR),
         "PATCHSMITH_TEST_TIMEOUT": f"{per_test_limit(config):g}",
         "PATCHSMITH_GUARD_DIR": report_dir,
     }
@@ -121,9 +137,33 @@ def guard_env(
 
 def guarded_config(config: SandboxConfig) -> SandboxConfig:
     """``config`` with the plugin's directory bound read-only in the sandbox."""
-    if GUARD_DIR in config.ro_paths:
-        return config
-    return config.model_copy(update={"ro_paths": [*config.ro_paths, GUARD_DIR]})
+    return _bound(config, GUARD_DIR)
+
+
+def command_coverage(
+    config: SandboxConfig, env: Mapping[str, str], out: Path, workspace: Path
+) -> tuple[SandboxConfig, dict[str, str]]:
+    """Coverage of every Python process a non-pytest command starts (see ``coverage_hook``).
+
+    Writes the settings into the (fresh, patchsmith-made) report directory: data next to
+    the JUnit report, one file per process, lines of the workspace only, one static
+    context. Returns the config with the hook bound and the variables to add.
+    """
+    rc = out / COVER_RC
+    rc.write_text(
+        "[run]\n"
+        f"data_file = {out / COVERAGE_FILE}\n"
+        "parallel = True\n"
+        f"context = {COMMAND_CONTEXT}\n"
+        f"source = {workspace}\n",
+        encoding="utf-8",
+    )
+    variables = {
+        "PYTHONPATH": _python_path(config, env, COVER_DIR),
+        "COVERAGE_PROCESS_START": str(rc),
+        "PATCHSMITH_COVER_NOTE": str(out / COVER_NOTE),
+    }
+    return _bound(config, COVER_DIR), variables
 
 
 _UNITTEST_FLAGS = {"-v", "--verbose", "-q", "--quiet", "-b", "--buffer", "-c", "--catch"}
@@ -391,6 +431,10 @@ def _run_once(
     else:
         _, words = split_command(test_cmd)
         argv = ["sh", "-c", test_cmd] if _SHELL_OPS.intersection(words) else words
+        if coverage:
+            env.pop("COVERAGE_FILE", None)  # the settings file names it, per process
+            config, variables = command_coverage(config, env, out, workspace)
+            env.update(variables)
     result = sandbox.run(workspace, argv, config, env)
     note = ""
     if pytest_cmd:
@@ -445,7 +489,7 @@ def run_tests(
         return report
     original = _run_once(
         sandbox, workspace, test_cmd, config, select=(), deselect=(), stop_first=False,
-        coverage=False,
+        coverage=coverage,
     )  # fmt: skip
     note = f"patchsmith: pytest could not run {test_cmd!r} (exit {report.exit_code}): by exit code"
     return original.model_copy(update={"log_tail": _log(original.log_tail, note)})

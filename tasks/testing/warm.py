@@ -361,7 +361,7 @@ class WarmRunner:
 def _report(answer: Mapping[str, Any], targets: Sequence[str]) -> TestReport:
     outcomes: dict[str, TestOutcome] = {}
     raw = answer.get("outcomes")
-    for nodeid, value in (raw.items() if isinstance(raw, dict) else []):
+    for nodeid, value in raw.items() if isinstance(raw, dict) else []:
         try:
             outcomes[str(nodeid)] = TestOutcome(value)
         except ValueError:

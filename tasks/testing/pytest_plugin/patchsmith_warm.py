@@ -199,9 +199,7 @@ def _set_test_limit(seconds: object) -> None:
         guard.limit = float(seconds)
 
 
-def _child(
-    session: pytest.Session, request: dict, root: str, repo: list, events: _Events
-) -> None:
+def _child(session: pytest.Session, request: dict, root: str, repo: list, events: _Events) -> None:
     by_id = {item.nodeid: item for item in session.items}
     _set_test_limit(request.get("test_timeout_s"))
     try:
