@@ -266,6 +266,11 @@ class TestReport(Value):
     runner_note: str | None = Field(
         default=None, description="Why a candidate ran cold when warm screening was on."
     )
+    crashed: str | None = Field(
+        default=None,
+        description="The test whose process died of a signal (runaway recursion that "
+        "overflowed the C stack, say): outcome error, and the run stopped there.",
+    )
 
     def failing(self) -> list[str]:
         return sorted(t for t, o in self.outcomes.items() if o in FAILING)

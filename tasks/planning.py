@@ -71,14 +71,20 @@ HANG_ROUNDS = 3
 
 
 def _incomplete(report: TestReport) -> bool:
-    """True when the run was cut short (killed at its limit, or ended by the watchdog)."""
-    return report.timed_out or report.exit_code == WATCHDOG_EXIT
+    """True when the run was cut short (killed at its limit, ended by the watchdog, or
+    dead of a signal inside a test)."""
+    return report.timed_out or report.exit_code == WATCHDOG_EXIT or report.crashed is not None
 
 
 def _run_notes(label: str, report: TestReport) -> list[str]:
     notes = []
     if report.timed_out:
         notes.append(f"{label} timed out: its outcomes are incomplete")
+    elif report.limit_hit == "output" and report.outcomes:
+        notes.append(
+            f"{label} printed more than the output limit: its log is truncated, its outcomes "
+            "(from the test report, or the exit code) are kept"
+        )
     elif report.limit_hit:
         notes.append(f"{label} hit the {report.limit_hit} limit: its outcomes may be incomplete")
     if not report.outcomes:
@@ -114,6 +120,8 @@ class _Evidence:
             return
         self.texts.update(failure_texts(read_report(out, JUNIT_FILE)))
         self.texts.update(hang_texts(out))
+        if report.crashed is not None:  # what the dying process printed (faulthandler)
+            self.texts[report.crashed] = report.log_tail
 
     def localize(
         self, instance: Instance, fail_to_pass: list[str], pass_to_pass: list[str]
@@ -198,6 +206,14 @@ def _timeouts(report: TestReport) -> set[str]:
     return {t for t, o in report.outcomes.items() if o == TestOutcome.timeout}
 
 
+def _stoppers(report: TestReport) -> dict[str, TestOutcome]:
+    """Tests that ended the run: hung ones (timeout) and the one it crashed in (error)."""
+    found = dict.fromkeys(_timeouts(report), TestOutcome.timeout)
+    if report.crashed is not None:
+        found[report.crashed] = TestOutcome.error
+    return found
+
+
 def _find_hangs(
     sandbox: Sandbox,
     workspace: Path,
@@ -208,25 +224,34 @@ def _find_hangs(
     notes: list[str],
     coverage: bool,
 ) -> tuple[TestReport, set[str]]:
-    """The baseline with hanging tests found and the rest of the suite run without them.
+    """The baseline with hanging (and crashing) tests found and the rest of the suite run
+    without them.
 
-    Returns the merged report (hanging tests with outcome ``timeout``) and the hanging ids.
+    Returns the merged report (hanging tests with outcome ``timeout``, a test the process
+    died in with ``error``) and the ids of both kinds, to deselect in later runs.
     """
-    hung: set[str] = set()
+    stopped: dict[str, TestOutcome] = {}
     report, rounds = first, 0
     while _incomplete(report) and rounds < HANG_ROUNDS:
-        culprits = _timeouts(report) - hung  # deselected tests do not run, so all are new
+        # deselected tests do not run, so every culprit is new
+        culprits = {t: o for t, o in _stoppers(report).items() if t not in stopped}
         if not culprits:
             break  # cut short, but not inside a test we can name: nothing to deselect
-        hung |= culprits
+        stopped |= culprits
         rounds += 1
         report = run_tests(
-            sandbox, workspace, cmd, config, deselect=sorted(hung), coverage=coverage
+            sandbox, workspace, cmd, config, deselect=sorted(stopped), coverage=coverage
         )
         evidence.add(report)
-    hung |= _timeouts(first) | _timeouts(report)
+    stopped = _stoppers(first) | _stoppers(report) | stopped
+    crashed = sorted(t for t, o in stopped.items() if o == TestOutcome.error)
+    if crashed:
+        notes.append(
+            f"{len(crashed)} test(s) crashed the test process (outcome error; the rest ran "
+            f"without them): {', '.join(crashed)}"
+        )
     if report is first:
-        return first, hung
+        return first, set(stopped)
     if _incomplete(report):
         notes.append(
             f"baseline still cut short after {rounds} re-run(s) without the hanging tests: "
@@ -234,17 +259,17 @@ def _find_hangs(
         )
     else:
         notes.append(
-            f"baseline was cut short by a hanging test; re-ran {rounds} time(s) without "
-            f"{', '.join(sorted(hung))}"
+            f"baseline was cut short by a hanging or crashing test; re-ran {rounds} time(s) "
+            f"without {', '.join(sorted(stopped))}"
         )
-    outcomes = {**first.outcomes, **report.outcomes, **dict.fromkeys(hung, TestOutcome.timeout)}
+    outcomes = {**first.outcomes, **report.outcomes, **stopped}
     merged = report.model_copy(
         update={
             "outcomes": outcomes,
             "log_tail": "\n".join(filter(None, [first.log_tail[-4000:], report.log_tail])),
         }
     )
-    return merged, hung
+    return merged, set(stopped)
 
 
 def _targets(
@@ -333,10 +358,11 @@ def make_plan(
             sandbox, workspace, cmd, config, baseline, evidence, notes, coverage
         )
     notes += _run_notes("baseline", baseline)
-    if hung:
+    hanging = sorted(t for t in hung if baseline.outcomes.get(t) == TestOutcome.timeout)
+    if hanging:
         notes.append(
-            f"{len(hung)} test(s) hang (stopped at the {per_test_limit(config):g}s per-test "
-            f"limit, outcome timeout): {', '.join(sorted(hung))}"
+            f"{len(hanging)} test(s) hang (stopped at the {per_test_limit(config):g}s per-test "
+            f"limit, outcome timeout): {', '.join(hanging)}"
         )
 
     rerun = run_tests(sandbox, workspace, cmd, config, deselect=sorted(hung))

@@ -132,6 +132,38 @@ def test_baseline_cut_short_finds_the_hang_and_runs_the_rest(
     assert any("re-ran 1 time(s) without tests/test_g.py::test_hang" in n for n in plan.notes)
 
 
+CRASHING = {
+    "walk.py": (
+        "import os, signal\n\n\ndef walk(n):\n"
+        "    if n < 0:  # the bug: should be n <= 0\n"
+        "        return 0\n"
+        "    if n == 0:\n"
+        "        os.kill(os.getpid(), signal.SIGSEGV)  # stands for a C stack overflow\n"
+        "    return 1 + walk(n - 1)\n"
+    ),
+    "tests/test_walk.py": (
+        "from walk import walk\n\n\n"
+        "def test_first():\n    assert 1 + 1 == 2\n\n\n"
+        "def test_walk():\n    assert walk(3) == 3\n\n\n"
+        "def test_last():\n    assert 2 + 2 == 4\n"
+    ),
+    "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["."]\n',
+}
+
+
+def test_a_test_that_kills_the_process_is_an_error_target(tmp_path: Path, bwrap: Sandbox) -> None:
+    ws = write(tmp_path, CRASHING)
+    inst = Instance.model_validate({"id": "crash", "repo": "."})
+    plan = make_plan(inst, bwrap, ws, config(test_timeout_s=5), "t0")
+    assert plan.fail_to_pass == ["tests/test_walk.py::test_walk"]
+    # the rest of the suite still reports: the test before and the one after the crash
+    assert plan.pass_to_pass == ["tests/test_walk.py::test_first", "tests/test_walk.py::test_last"]
+    assert plan.baseline.outcomes["tests/test_walk.py::test_walk"] == Outcome.error
+    assert any("crashed the test process" in n for n in plan.notes), plan.notes
+    assert not any("test(s) hang" in n for n in plan.notes)
+    assert ("walk.py", 5) in {(s.path, s.line) for s in plan.suspicious}
+
+
 CHUNKS = (
     "def chunk_count(n, size):\n"
     '    """How many chunks of `size` items hold `n` items."""\n'

@@ -209,6 +209,27 @@ def test_plain_script_coverage_comes_from_the_hook_in_every_process(tmp_path: Pa
     assert plan.localization.startswith("lines the failing command ran")
 
 
+def test_a_baseline_over_the_output_limit_keeps_its_outcomes(tmp_path: Path) -> None:
+    loud = (
+        "from calc import clamp\n\n\ndef test_loud_clamp():\n"
+        "    for i in range(20000):\n        print('x' * 100)\n"
+        "    assert clamp(12, 0, 10) == 10\n"
+    )
+    ws = make_workspace(
+        tmp_path, {"calc.py": CALC, "tests/test_calc.py": CALC_TESTS, "tests/test_loud.py": loud}
+    )
+    small = SandboxConfig(timeout_s=60, output_kb=16)  # 2 MB printed, 16 kB kept
+    plan = make_plan(instance(), get_sandbox("subprocess"), ws, small, "t0")
+    assert plan.baseline.limit_hit == "output"
+    assert plan.fail_to_pass == [
+        "tests/test_calc.py::test_clamp_high",
+        "tests/test_loud.py::test_loud_clamp",
+    ]
+    assert len(plan.pass_to_pass) == 4
+    assert any("its log is truncated, its outcomes" in n for n in plan.notes), plan.notes
+    assert (plan.suspicious[0].path, plan.suspicious[0].line) == ("calc.py", 9)
+
+
 def test_green_baseline_and_given_lists(tmp_path: Path) -> None:
     calc = CALC.replace("        return lo\n    return x", "        return hi\n    return x")
     ws = make_workspace(tmp_path, {"calc.py": calc, "tests/test_calc.py": CALC_TESTS})

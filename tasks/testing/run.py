@@ -385,22 +385,38 @@ def _hung_test(out: Path, config: SandboxConfig, ended: float) -> str | None:
     return nodeid if nodeid and ran >= threshold else None
 
 
+def _crashed_test(out: Path, result: ExecResult) -> str | None:
+    """The test that was running when the pytest process died of a signal (a C stack
+    overflow from runaway recursion, a crash in an extension), from the plugin's files."""
+    code = result.exit_code
+    if result.timed_out or code is None or 0 <= code <= 128:
+        return None
+    nodeid = read_report(out, CURRENT_FILE).strip().partition("\t")[0]
+    return nodeid or None
+
+
 def _pytest_report(
     out: Path, result: ExecResult, config: SandboxConfig, ended: float
-) -> tuple[dict[str, TestOutcome], str]:
-    """Outcomes of a pytest run: its JUnit report, else (killed) what the plugin wrote."""
+) -> tuple[dict[str, TestOutcome], str, str | None]:
+    """Outcomes of a pytest run: its JUnit report, else (killed, crashed) what the plugin
+    wrote. Also the note to log and the test whose crash ended the process, if any."""
     outcomes = parse_junit(read_report(out, JUNIT_FILE))
     if outcomes:
-        return outcomes, ""
+        return outcomes, "", None
     outcomes = parse_progress(read_report(out, PROGRESS_FILE))
     hung = next(iter(hang_texts(out)), None)
     if hung is None and result.timed_out:
         hung = _hung_test(out, config, ended)
     if hung is None:
-        return outcomes, ""
+        crashed = _crashed_test(out, result)
+        if crashed is None:
+            return outcomes, "", None
+        outcomes[crashed] = TestOutcome.error
+        why = f"patchsmith: {crashed}: the test process died (exit {result.exit_code}) in it"
+        return outcomes, why, crashed
     outcomes[hung] = TestOutcome.timeout
     how = "the watchdog ended the run" if not result.timed_out else "the run was killed"
-    return outcomes, f"patchsmith: {hung}: {TIMEOUT_MARKER} ({how})"
+    return outcomes, f"patchsmith: {hung}: {TIMEOUT_MARKER} ({how})", None
 
 
 def _run_once(
@@ -436,9 +452,9 @@ def _run_once(
             config, variables = command_coverage(config, env, out, workspace)
             env.update(variables)
     result = sandbox.run(workspace, argv, config, env)
-    note = ""
+    note, crashed = "", None
     if pytest_cmd:
-        outcomes, note = _pytest_report(out, result, config, time.time())
+        outcomes, note, crashed = _pytest_report(out, result, config, time.time())
     else:
         outcome = TestOutcome.passed if result.ok else TestOutcome.failed
         outcomes = {test_cmd: outcome}
@@ -449,6 +465,7 @@ def _run_once(
         timed_out=result.timed_out,
         limit_hit=result.limit_hit,
         log_tail=_log(result.stdout_tail, result.stderr_tail, note),
+        crashed=crashed,
     )
 
 
