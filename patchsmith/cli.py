@@ -336,6 +336,49 @@ def sync_tracking_cmd() -> None:
         raise typer.Exit(1)
 
 
+@app.command("tune-search")
+def tune_search(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write it (default: $PATCHSMITH_HOME/search-prior.json)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the table, write nothing.")] = False,
+) -> None:
+    """Refit the mutation search's operator prior from the store's recorded attempts."""
+    from patchsmith.infra.settings import configure
+    from patchsmith.infra.store import Store
+    from patchsmith.tasks.search import prior
+    from patchsmith.tasks.search.mutation import GENERATOR
+
+    home = configure()
+    try:
+        counts = prior.count(Store.open(home=home).generator_attempts(GENERATOR))
+    except PatchsmithError as exc:
+        raise fail(str(exc)) from None
+    table = prior.fit(counts)
+    by_op = {c.operator: c for c in counts}
+    view = Table(title="mutation operator prior")
+    for col in ("operator", "tried", "fixed", "fixed table", "refit"):
+        view.add_column(col, justify="left" if col == "operator" else "right")
+    for op in sorted(table, key=lambda o: -table[o]):
+        c = by_op.get(op)
+        view.add_row(
+            op, str(c.tried if c else 0), str(c.fixed if c else 0),
+            f"{prior.PRIOR[op]:.2f}", f"{table[op]:.2f}",
+        )  # fmt: skip
+    console.print(view)
+    singles = sum(c.tried for c in counts)
+    if not any(c.fixed for c in counts):
+        console.print(f"{singles} single-mutation attempts, none accepted: nothing to refit")
+        raise typer.Exit(1)
+    target = out or home / prior.PRIOR_FILE
+    if dry_run:
+        console.print(f"fitted from {singles} single-mutation attempts; not written (--dry-run)")
+        return
+    prior.save(target, table, counts)
+    console.print(f"fitted from {singles} single-mutation attempts; written to {target}")
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -54,7 +54,14 @@ class SearchTier(Strict):
         default=2, ge=1, le=2, description="Combine up to this many mutations per candidate."
     )
     batch: int = Field(default=8, gt=0, description="Candidates proposed per round.")
-    top_lines: int = Field(default=12, gt=0, description="Suspicious lines mutated at most.")
+    top_lines: int = Field(
+        default=12, gt=0, description="Suspicious lines in the first stage (then it widens)."
+    )
+    prior: str = Field(
+        default="auto",
+        description="Operator prior: 'auto' (the table `patchsmith tune-search` wrote, if "
+        "any, else the fixed one), 'fixed', or the path of a table.",
+    )
 
 
 ADAPTER_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from patchsmith.config import SearchTier, Tier
 from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport
+from patchsmith.infra.settings import home
 from patchsmith.tasks.llm.generator import LLMGenerator
+from patchsmith.tasks.search import prior
 from patchsmith.tasks.search.mutation import MutationSearch
 
 if TYPE_CHECKING:
@@ -54,7 +56,10 @@ class SearchGenerator:
 
     def __init__(self, tier: SearchTier) -> None:
         self.tier = tier
-        self.search = MutationSearch(max_order=tier.max_order, top_lines=tier.top_lines)
+        table, self.prior_source = prior.resolve(tier.prior, home())
+        self.search = MutationSearch(
+            max_order=tier.max_order, top_lines=tier.top_lines, prior=table
+        )
 
     def propose(
         self,
@@ -74,7 +79,8 @@ class SearchGenerator:
 
     def scope(self, plan: Plan, pristine: Path, *, exhausted: bool) -> str | None:
         census = self.search.census(pristine, plan, tier=self.tier.name)
-        return census.exhausted() if exhausted else census.progress()
+        text = census.exhausted() if exhausted else census.progress()
+        return f"{text} (operator prior: {self.prior_source})"
 
 
 def make_generator(tier: Tier, store: Store | None = None) -> Generator:

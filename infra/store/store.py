@@ -275,6 +275,22 @@ class Store:
         """The attempts of one instance run, by number (for ``sync-tracking``)."""
         return self._attempts("attempts_for_run", InstanceRow.id == instance_run_id)
 
+    def generator_attempts(self, generator: str) -> list[tuple[bool, list[str]]]:
+        """(accepted, operators) of every attempt of ``generator`` (``tune-search``)."""
+        stmt = select(AttemptRow.status, AttemptRow.payload).where(
+            AttemptRow.generator == generator
+        )
+
+        def go(session: Session) -> list[tuple[bool, list[str]]]:
+            out = []
+            for status, payload in session.execute(stmt):
+                candidate = (payload or {}).get("candidate") or {}
+                operators = candidate.get("operators") or []
+                out.append((status == "accepted", [str(op) for op in operators]))
+            return out
+
+        return self._read("generator_attempts", go)
+
     def _attempts(self, what: str, where: Any) -> list[Attempt]:
         stmt = (
             select(AttemptRow.payload, AttemptRow.diff_sha, AttemptRow.log_sha)
