@@ -57,6 +57,11 @@ class SearchTier(Strict):
     top_lines: int = Field(
         default=12, gt=0, description="Suspicious lines in the first stage (then it widens)."
     )
+    widen: bool = Field(
+        default=True,
+        description="Widen past the top lines (their functions, every executed line, the "
+        "whole files) before giving up; false: a quick pass that escalates sooner.",
+    )
     prior: str = Field(
         default="auto",
         description="Operator prior: 'auto' (the table `patchsmith tune-search` wrote, if "

@@ -58,7 +58,7 @@ class SearchGenerator:
         self.tier = tier
         table, self.prior_source = prior.resolve(tier.prior, home())
         self.search = MutationSearch(
-            max_order=tier.max_order, top_lines=tier.top_lines, prior=table
+            max_order=tier.max_order, top_lines=tier.top_lines, prior=table, widen=tier.widen
         )
 
     def propose(

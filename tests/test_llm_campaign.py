@@ -36,7 +36,7 @@ FIX = """stats.py
 """
 PLAN = '{"files": ["stats.py"], "functions": ["describe"], "intended_change": "add the median"}'
 ACCEPT = '{"verdict": "accept", "confidence": 0.9, "reasons": ["minimal and general"]}'
-SEARCH = {"kind": "search", "top_lines": 3, "max_order": 1}
+SEARCH = {"kind": "search", "top_lines": 3, "max_order": 1, "widen": False}
 
 
 @pytest.fixture(autouse=True)

@@ -216,6 +216,7 @@ class MutationSearch:
         pair_pool: int = 40,
         max_pairs: int = 400,
         prior: Mapping[str, float] | None = None,
+        widen: bool = True,
     ) -> None:
         if max_order not in (1, 2):
             raise ValueError("max_order must be 1 or 2")
@@ -223,6 +224,7 @@ class MutationSearch:
         self.top_lines = top_lines
         self.pair_pool = pair_pool
         self.max_pairs = max_pairs
+        self.widen = widen
         self.prior: Mapping[str, float] = prior or PRIOR
         self._key: tuple[str, int] | None = None
         self._made: list[tuple[str, Candidate]] = []
@@ -315,7 +317,8 @@ class MutationSearch:
             got = whole.setdefault(path, {})
             for n in range(1, count + 1):
                 got.setdefault(n, FILE_SCORE)
-        return list(zip(STAGES, (top, functions, executed, whole), strict=True))
+        stages = list(zip(STAGES, (top, functions, executed, whole), strict=True))
+        return stages if self.widen else stages[:1]
 
     def _stream(
         self, root: Path, plan: Plan, tier: str, census: Census
