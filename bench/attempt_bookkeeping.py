@@ -64,8 +64,10 @@ def main() -> None:
     t0 = time.perf_counter()
     tracker.abort_instance(ml_run)  # writes what is buffered: metrics and artifacts, at once
     flush = time.perf_counter() - t0
-    print(f"  final write of the buffered metrics and artifacts: {1000 * flush:.0f} ms "
-          f"({1000 * flush / args.attempts:.2f} ms per attempt, amortized)")
+    print(
+        f"  final write of the buffered metrics and artifacts: {1000 * flush:.0f} ms "
+        f"({1000 * flush / args.attempts:.2f} ms per attempt, amortized)"
+    )
 
 
 if __name__ == "__main__":

@@ -164,8 +164,10 @@ def main() -> None:
               f"  -> {cold_s / warm_s:.1f}x")  # fmt: skip
         if overheads:
             p90 = sorted(overheads)[int(0.9 * (len(overheads) - 1))]
-            print(f"  warm overhead over the tests' own time in the session: median "
-                  f"{1000 * statistics.median(overheads):.1f} ms, p90 {1000 * p90:.1f} ms")
+            print(
+                f"  warm overhead over the tests' own time in the session: median "
+                f"{1000 * statistics.median(overheads):.1f} ms, p90 {1000 * p90:.1f} ms"
+            )
         if warm_each:
             c_med, w_med = statistics.median(cold_each), statistics.median(warm_each)
             print(f"  without the {limited} that ran into a time limit: median cold "
@@ -173,8 +175,10 @@ def main() -> None:
                   f"{len(warm_each) / sum(warm_each):.1f} vs {len(cold_each) / sum(cold_each):.1f}"
                   " candidates/s")  # fmt: skip
         print(f"  warm session start-up: median {statistics.median(starts):.2f} s")
-        print(f"  agreement warm vs cold: same verdict {same_verdict}/{n}, same verdict and "
-              f"target outcomes {agree}/{n}")
+        print(
+            f"  agreement warm vs cold: same verdict {same_verdict}/{n}, same verdict and "
+            f"target outcomes {agree}/{n}"
+        )
         print(f"  warm 'accept' verdicts the cold run refutes: {refuted}/{warm_pass}")
 
 

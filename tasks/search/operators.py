@@ -98,6 +98,10 @@ _ARITH: dict[type[ast.operator], tuple[str, ...]] = {
 _ORDER = ("<", "<=", ">", ">=", "==", "!=")
 _ARITH_FAMILY = ("+", "-", "*", "/", "//", "%", "**")
 _BIT_FAMILY = ("&", "|", "^", "<<", ">>")
+_PRECEDENCE = {
+    **dict.fromkeys(("|",), 1), "^": 2, "&": 3, "<<": 4, ">>": 4, "+": 5, "-": 5,
+    **dict.fromkeys(("*", "/", "//", "%", "@"), 6), "**": 7,
+}  # fmt: skip
 _ARITH_TOKEN = re.compile(r"\*\*|//|<<|>>|[-+*/%@&|^]")
 _NON_COMMUTATIVE = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift)
 _ASYMMETRIC_CMP = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
@@ -227,8 +231,8 @@ class _Walker:
 
     def negate(self, test: ast.expr) -> None:
         start, end = self.src.span(test)
-        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-            return  # op_UnaryOp drops the ``not``
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and not self.wide:
+            return  # op_UnaryOp drops the ``not`` (wide scopes also try ``not not c``)
         text = self.src.source[start:end]
         self.emit("negate", start, end, [f"not ({text})" if _low(test) else f"not {text}"])
 
@@ -289,7 +293,17 @@ class _Walker:
         spans = [self.src.operand(node.left, limit), self.src.operand(node.right, limit)]
         tok = self.token((spans[0][1], spans[1][0]), _ARITH_TOKEN)
         if tok is not None and type(node.op) in _ARITH:
-            self.emit("arithmetic", *tok, self.arith(node.op, self.src.source[tok[0] : tok[1]]))
+            old = self.src.source[tok[0] : tok[1]]
+            news = self.arith(node.op, old)
+            self.emit("arithmetic", *tok, news)
+            # An operator of another precedence changes more than the operator when spliced
+            # into the text (``a * b / c`` → ``a + b / c``); also offer the tree's mutant,
+            # operands and node parenthesized (``((a) + (b)) / c``, i.e. ``(a + b) / c``).
+            start, end = self.src.span(node)
+            left = self.src.wrapped(node.left, spans[0])
+            right = self.src.wrapped(node.right, spans[1])
+            other = [n for n in news if _PRECEDENCE.get(n, 0) != _PRECEDENCE.get(old, 0)]
+            self.emit("arithmetic", start, end, [f"({left} {n} {right})" for n in other])
         if self.wide or isinstance(node.op, _NON_COMMUTATIVE):
             self.swap("swap_operands", node.left, node.right, spans)
 
