@@ -182,9 +182,6 @@ class _Swap(ast.NodeTransformer):
             return self.new
         return super().visit(node)
 
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        return super().generic_visit(node)
-
 
 def naive_mutants(source: str) -> list[tuple[str, str]]:
     """(description, mutated file) for every single-node mutation, in ast.walk order."""

@@ -345,7 +345,7 @@ class MutationSearch:
             census.singles += len(mutants)
             census.operators |= {m.operator for m in mutants}
             census.stages.append((name, sum(map(len, lines.values())), len(mutants)))
-        pool = self._pool(per_stage[0], stages[0][1]) if self.max_order > 1 else []
+        pool = per_stage[0][: self.pair_pool] if self.max_order > 1 else []  # best of top lines
         census.pair_lines = len({(m.path, m.line) for m in pool})
         census.pairs = len(self._pair_order(pool))
         for (name, _), mutants in zip(stages, per_stage, strict=True):
@@ -358,10 +358,6 @@ class MutationSearch:
                 yield name, single.candidate
         for candidate in self._pairs(files, singles, tier):
             yield "pairs", candidate
-
-    def _pool(self, mutants: list[Mutant], top: dict[str, dict[int, float]]) -> list[Mutant]:
-        """Pair partners: the best single mutants of the top lines."""
-        return mutants[: self.pair_pool]
 
     def _pair_order(self, pool: list[Mutant]) -> list[tuple[int, int]]:
         order = sorted(
