@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchsmith.errors import PatchsmithError
+from patchsmith.infra import prefect_db
 from patchsmith.infra.sandbox import running
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,8 @@ def start(home: Path) -> Server:
         "PREFECT__SERVER_FINAL": "1",
     }
     env.pop("PREFECT_API_URL", None)
+    db = prefect_db.database(env)
+    fresh = db is not None and not db.exists() and not prefect_db.seed(env)
     folder = runs_dir(home)
     me = os.getpid()
     log_path = folder / f"{me}.server.log"
@@ -188,6 +191,8 @@ def start(home: Path) -> Server:
             )
         time.sleep(0.1)
     log_path.unlink(missing_ok=True)
+    if fresh:
+        prefect_db.keep(env)  # its migrations, for the next fresh home
     return server
 
 
