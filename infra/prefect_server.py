@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,10 +135,12 @@ _DIE_WITH_OWNER = (
 )
 
 
-def start(home: Path) -> Server:
+def start(home: Path, meanwhile: Callable[[], object] | None = None) -> Server:
     """Reap dead runs, start the server in its own session, record it; wait until healthy.
 
-    Call before Prefect is imported; the caller sets ``PREFECT_API_URL`` to ``api_url``.
+    Call before Prefect is imported: this sets ``PREFECT_API_URL`` to ``api_url`` as soon
+    as the port is chosen, then runs ``meanwhile`` while the server boots (the CLI imports
+    its flow, and so Prefect, in the seconds the server needs anyway).
     """
     reap_dead_runs(home)
     spec = importlib.util.find_spec("prefect")
@@ -179,6 +182,13 @@ def start(home: Path) -> Server:
         )
     )
     running.keep_ledger(server.ledger)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    except BaseException:
+        server.stop()
+        raise
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not _healthy(f"http://127.0.0.1:{port}/api"):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -220,9 +220,10 @@ def start_api(home: Path) -> Any:
         return None
     if "prefect" in sys.modules:  # settings are read at import: too late to point them
         raise PatchsmithError("internal: prefect was imported before the API was chosen")
-    server = prefect_server.start(home)
-    os.environ["PREFECT_API_URL"] = server.api_url
-    return server
+    def flow() -> None:  # imports Prefect: after PREFECT_API_URL is set
+        import patchsmith.flows.run_campaign  # noqa: F401
+
+    return prefect_server.start(home, meanwhile=flow)
 
 
 def shutdown_api(server: Any) -> None:

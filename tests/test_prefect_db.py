@@ -15,6 +15,7 @@ from patchsmith.infra import prefect_db, prefect_server
 def _start(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Start (and stop) the ephemeral API for data directory ``root``; its database file."""
     monkeypatch.setenv("PREFECT_HOME", str(root / "prefect"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # start() sets it: undone after
     server = prefect_server.start(root)
     try:
         with urllib.request.urlopen(f"{server.api_url}/health", timeout=5) as response:
