@@ -168,7 +168,7 @@ def generate_step(
 
 
 CANDIDATE_TIMEOUT_FACTOR = 5.0
-CANDIDATE_TIMEOUT_FLOOR_S = 10.0
+CANDIDATE_TIMEOUT_FLOOR_S = 3.0
 CANDIDATE_TEST_FACTOR = 3.0
 CANDIDATE_TEST_FLOOR_S = 1.0
 
@@ -178,6 +178,8 @@ def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
 
     A mutant that loops forever (``break`` → ``continue``) should cost a few times the
     suite's normal duration, not the whole configured limit; never more than that limit.
+    The whole command: 5x the baseline, at least 3 s (what a loop costs where no per-test
+    limit applies: ``python test.py``, ``make test``).
     Per test: 3x the baseline's whole duration without its hanging tests (Python
     and pytest start-up included), which bounds its slowest test, at least a second, at most
     half the command's limit and never above a configured ``test_timeout_s``, so a looping

@@ -115,14 +115,15 @@ def test_candidate_timeout_scales_with_the_baseline_but_never_exceeds_the_limit(
     quick = Plan(**{**plan(["t"], []).model_dump(), "baseline": TestReport(duration_s=1.0)})
     slow = Plan(**{**plan(["t"], []).model_dump(), "baseline": TestReport(duration_s=30.0)})
     stuck = Plan(**{**plan(["t"], []).model_dump(), "baseline": TestReport(timed_out=True)})
-    assert candidate_limits(config, quick).timeout_s == 10.0  # the floor
+    assert candidate_limits(config, quick).timeout_s == 5.0  # 5x the baseline
     assert candidate_limits(config, slow).timeout_s == 60.0  # capped at the configured limit
     assert candidate_limits(config, stuck).timeout_s == 60.0  # no baseline to scale from
     assert candidate_limits(SandboxConfig(timeout_s=5), quick).timeout_s == 5.0
     # Per test: 3x the baseline, at least 1 s, at most half the limit and a configured one.
     tiny = Plan(**{**plan(["t"], []).model_dump(), "baseline": TestReport(duration_s=0.1)})
     assert candidate_limits(config, tiny).test_timeout_s == 1.0
-    assert candidate_limits(config, quick).test_timeout_s == 3.0
+    assert candidate_limits(config, tiny).timeout_s == 3.0  # the floor
+    assert candidate_limits(config, quick).test_timeout_s == 2.5  # half the command's 5 s
     capped = config.model_copy(update={"test_timeout_s": 2})
     assert candidate_limits(capped, quick).test_timeout_s == 2
     assert candidate_limits(config, slow).test_timeout_s == 30.0
