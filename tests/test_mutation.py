@@ -174,6 +174,21 @@ def test_non_ascii_columns_are_converted_from_bytes() -> None:
     assert all(m.apply(source).count("ééé→→") == 1 for m in mutants)
 
 
+def test_expressions_inside_f_strings_are_mutated_where_their_positions_hold() -> None:
+    source = 'def show(a, b):\n    return f"{a - b}:{b}"\n'
+    mutants = mutants_for("f.py", source, {2: 1.0}, wide=True)
+    texts = {m.apply(source) for m in mutants}
+    assert 'def show(a, b):\n    return f"{a + b}:{b}"\n' in texts
+    assert 'def show(a, b):\n    return f"{b - a}:{b}"\n' in texts
+    assert 'def show(a, b):\n    return f"{a - b}:{a}"\n' in texts
+    for text in texts:
+        ast.parse(text)  # every edit lands on the expression it was made for
+    # An f-string nested in an f-string follows its own quoting: left alone.
+    nested = "def show(a):\n    return f\"{f'{a + 1}'}\"\n"
+    assert not [m for m in mutants_for("f.py", nested, {2: 1.0}, wide=True)
+                if m.operator == "arithmetic"]  # fmt: skip
+
+
 def test_unparseable_source_gives_no_mutants() -> None:
     assert mutants_for("bad.py", "def (:\n", {1: 1.0}) == []
 

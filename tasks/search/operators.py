@@ -215,8 +215,15 @@ class _Walker:
     # ----------------------------------------------------------------- walking
 
     def visit(self, node: ast.AST, scope: Scope | None) -> None:
-        if isinstance(node, ast.JoinedStr) or not self.hits(node):
-            return  # f-string positions are unreliable before Python 3.12
+        if isinstance(node, ast.JoinedStr):
+            # Before Python 3.12 positions inside f-strings can be off (nested or multi-line
+            # ones): mutate an expression only where every position in it is checked true.
+            for part in node.values:
+                if isinstance(part, ast.FormattedValue) and self._placed(part.value):
+                    self.visit(part.value, scope)
+            return
+        if not self.hits(node):
+            return
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             scope = function_scope(node)
         elif isinstance(node, ast.ClassDef | ast.Lambda):
@@ -228,6 +235,22 @@ class _Walker:
             self.negate(test)
         for child in ast.iter_child_nodes(node):
             self.visit(child, scope)
+
+    def _placed(self, expr: ast.expr) -> bool:
+        """True when each expression in ``expr`` spans text that parses back to itself."""
+        for node in ast.walk(expr):
+            if not isinstance(node, ast.expr):
+                continue
+            if isinstance(node, ast.JoinedStr | ast.FormattedValue):
+                return False  # an f-string in an f-string: its own quoting rules
+            start, end = self.src.span(node)
+            try:
+                again = ast.parse(f"({self.src.source[start:end]})", mode="eval").body
+            except SyntaxError:
+                return False
+            if ast.dump(again) != ast.dump(node):
+                return False
+        return True
 
     def negate(self, test: ast.expr) -> None:
         start, end = self.src.span(test)
