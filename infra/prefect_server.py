@@ -155,6 +155,7 @@ def start(home: Path, meanwhile: Callable[[], object] | None = None) -> Server:
     }
     env.pop("PREFECT_API_URL", None)
     db = prefect_db.database(env)
+    # A new database not started from the kept copy: keep a copy of it once migrated.
     fresh = db is not None and not db.exists() and not prefect_db.seed(env)
     folder = runs_dir(home)
     me = os.getpid()

@@ -30,12 +30,17 @@ def _tables(path: Path) -> set[str]:
         return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
-def test_the_first_fresh_home_keeps_its_migrations_and_the_next_starts_from_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache of this test's own, and no user-chosen Prefect database."""
     monkeypatch.setenv("PATCHSMITH_CACHE", str(tmp_path / "cache"))
     for key in prefect_db.OWN_DATABASE:
         monkeypatch.delenv(key, raising=False)
+
+
+def test_the_first_fresh_home_keeps_its_migrations_and_the_next_starts_from_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = _start(tmp_path / "one", monkeypatch)
     kept = prefect_db.template()
     assert kept.parent == tmp_path / "cache" and kept.is_file()
@@ -56,9 +61,6 @@ def test_the_first_fresh_home_keeps_its_migrations_and_the_next_starts_from_them
 def test_a_broken_kept_copy_is_dropped_and_the_api_migrates_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PATCHSMITH_CACHE", str(tmp_path / "cache"))
-    for key in prefect_db.OWN_DATABASE:
-        monkeypatch.delenv(key, raising=False)
     kept = prefect_db.template()
     kept.parent.mkdir(parents=True)
     kept.write_bytes(b"not a database")
