@@ -215,14 +215,14 @@ class _Walker:
     # ----------------------------------------------------------------- walking
 
     def visit(self, node: ast.AST, scope: Scope | None) -> None:
+        if not self.hits(node):
+            return
         if isinstance(node, ast.JoinedStr):
             # Before Python 3.12 positions inside f-strings can be off (nested or multi-line
             # ones): mutate an expression only where every position in it is checked true.
             for part in node.values:
                 if isinstance(part, ast.FormattedValue) and self._placed(part.value):
                     self.visit(part.value, scope)
-            return
-        if not self.hits(node):
             return
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             scope = function_scope(node)
@@ -243,9 +243,8 @@ class _Walker:
                 continue
             if isinstance(node, ast.JoinedStr | ast.FormattedValue):
                 return False  # an f-string in an f-string: its own quoting rules
-            start, end = self.src.span(node)
             try:
-                again = ast.parse(f"({self.src.source[start:end]})", mode="eval").body
+                again = ast.parse(f"({self.src.text(node)})", mode="eval").body
             except SyntaxError:
                 return False
             if ast.dump(again) != ast.dump(node):
