@@ -163,6 +163,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=None, help="these programs only")
     ap.add_argument("--side", choices=["both", "patchsmith", "naive"], default="both")
     ap.add_argument("--verbose", action="store_true", help="each unresolved instance's reason")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="work in this (new) directory and keep it: corpus, homes, stores")
     args = ap.parse_args()
     programs = [p for p in PROGRAMS if args.only is None or p.name in args.only]
     programs = programs[: args.limit]
@@ -173,6 +175,9 @@ def main() -> None:
     pytest_resolved: int | None = None
     with tempfile.TemporaryDirectory(prefix="search-floor-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True)
+            tmp = args.keep
         for kind in args.kinds:
             projects = write_corpus(tmp / "corpus", kind, programs)
             print(f"\n{kind}: {projects[0][2]}")
