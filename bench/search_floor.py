@@ -163,8 +163,12 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=None, help="these programs only")
     ap.add_argument("--side", choices=["both", "patchsmith", "naive"], default="both")
     ap.add_argument("--verbose", action="store_true", help="each unresolved instance's reason")
-    ap.add_argument("--keep", type=Path, default=None,
-                    help="work in this (new) directory and keep it: corpus, homes, stores")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="work in this (new) directory and keep it: corpus, homes, stores",
+    )
     args = ap.parse_args()
     programs = [p for p in PROGRAMS if args.only is None or p.name in args.only]
     programs = programs[: args.limit]
