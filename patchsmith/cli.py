@@ -22,6 +22,7 @@ from rich.table import Table
 
 from patchsmith.cli_adapters import adapters_app
 from patchsmith.cli_env import env_app
+from patchsmith.cli_models import models_app
 from patchsmith.cli_sandbox import sandbox_app
 from patchsmith.errors import PatchsmithError
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in the sandbox (debugging).")
 app.add_typer(adapters_app, name="adapters", help="The LoRA adapter registry.")
+app.add_typer(models_app, name="models", help="Code models that install offline.")
 app.add_typer(env_app, name="env", help="Per-repository environments (build, list, rm).")
 console = Console(stderr=True)
 
@@ -220,6 +222,7 @@ def start_api(home: Path) -> Any:
         return None
     if "prefect" in sys.modules:  # settings are read at import: too late to point them
         raise PatchsmithError("internal: prefect was imported before the API was chosen")
+
     def flow() -> None:  # imports Prefect: after PREFECT_API_URL is set
         import patchsmith.flows.run_campaign  # noqa: F401
 

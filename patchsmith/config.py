@@ -34,7 +34,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from patchsmith.domain import Budget, Environment, Instance, SandboxConfig, Strict, config_hash
+from patchsmith.domain import (
+    Budget,
+    Environment,
+    Instance,
+    SandboxConfig,
+    Strict,
+    TierBudget,
+    config_hash,
+)
 from patchsmith.errors import ConfigError
 from patchsmith.infra.envs import locate_python
 from patchsmith.infra.llm.config import ModelConfig
@@ -66,6 +74,9 @@ class SearchTier(Strict):
         default="auto",
         description="Operator prior: 'auto' (the table `patchsmith tune-search` wrote, if "
         "any, else the fixed one), 'fixed', or the path of a table.",
+    )
+    budget: TierBudget | None = Field(
+        default=None, description="This tier's share of the budget; past it, escalate."
     )
 
 
@@ -112,6 +123,9 @@ class LLMTier(Strict):
         "use them in turn. Empty = the adapters configured on the model, else the base.",
     )
     samples: int = Field(default=1, ge=1, le=32, description="Completions per round.")
+    budget: TierBudget | None = Field(
+        default=None, description="This tier's share of the budget; past it, escalate."
+    )
     rounds: int = Field(default=3, ge=1, description="Rounds (with feedback) before escalating.")
     planner: bool = Field(default=True, description="Ask the model for a plan first.")
     critic: CriticConfig | None = Field(default=None, description="LLM critic, if any.")

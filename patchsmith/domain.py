@@ -202,6 +202,19 @@ class Budget(Strict):
     max_dollars: float | None = Field(default=None, description="Cost at most.")
 
 
+class TierBudget(Strict):
+    """What one tier may spend of the instance's budget before the cascade escalates.
+
+    Without it a tier runs until it has nothing left (a search scope of hundreds of
+    candidates) and the next tier is never reached; with it, the tier's spend past a limit
+    escalates to the next tier (the last tier gives up). The instance's budget still binds.
+    """
+
+    max_attempts: int | None = Field(default=None, gt=0, description="Candidates tested.")
+    max_wall_s: float | None = Field(default=None, gt=0, description="Wall seconds in the tier.")
+    max_tokens: int | None = Field(default=None, gt=0, description="Model tokens (in+out).")
+
+
 # ---------------------------------------------------------------- sandbox values
 
 

@@ -43,7 +43,7 @@ from patchsmith.tasks.edits.diff import apply_diff
 from patchsmith.tasks.edits.malformed import raise_if_malformed
 from patchsmith.tasks.generate import Generator, make_generator
 from patchsmith.tasks.planning import make_plan
-from patchsmith.tasks.policy import Spend, budget_left, decide
+from patchsmith.tasks.policy import Spend, TierStart, budget_left, decide, tier_budget_left
 from patchsmith.tasks.testing.precheck import (
     code_key,
     compile_error,
@@ -503,11 +503,24 @@ def _run_tier(
             code = GiveUp.exhausted if exhausted else GiveUp.budget
         return _outcome(state, OutcomeStatus.unresolved, tier=tier.name, give_up=code)
 
+    start = TierStart.of(state.spend)
+
+    def tier_spent() -> str | None:
+        """The tier's own share is spent: escalate (the reason says how far it got)."""
+        why = tier_budget_left(tier.budget, state.spend, start)
+        if why is None:
+            return None
+        scope = generator.scope(plan, pristine, exhausted=False)
+        state.reasons.append(f"{tier.name}: {why}" + (f": {scope}" if scope else ""))
+        return why
+
     while True:
         _check_stop(state.instance)
         spent = budget_left(budget, state.spend)
         if spent:
             return give_up(spent, exhausted=False)
+        if not last and tier_spent():
+            return None
         room = budget.max_attempts - state.spend.attempts
         with ctx.trace("generate", {"tier": tier.name}):
             round_ = steps.generate(
@@ -536,6 +549,10 @@ def _run_tier(
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
             if verdict == Verdict.give_up:
                 return give_up(why, exhausted=False)
+            if tier_budget_left(tier.budget, state.spend, start):
+                break  # the round's other candidates wait: escalate (or, last, give up)
+        if last and (over := tier_budget_left(tier.budget, state.spend, start)):
+            return give_up(f"{tier.name}: {over}", exhausted=False)
 
 
 def _try(

@@ -13,8 +13,13 @@ import importlib.util
 from pathlib import Path
 
 # patchsmith's own folder and the root folders mapped into it (pyproject's package-dir).
-ROOTS = ("patchsmith", "patchsmith.flows", "patchsmith.tasks", "patchsmith.adapters",
-         "patchsmith.infra")
+ROOTS = (
+    "patchsmith",
+    "patchsmith.flows",
+    "patchsmith.tasks",
+    "patchsmith.adapters",
+    "patchsmith.infra",
+)
 
 
 def package_roots() -> dict[str, Path]:

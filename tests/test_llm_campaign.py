@@ -233,3 +233,37 @@ def test_the_tiny_model_fixes_nothing_but_every_attempt_is_recorded(
     assert tiny[0].usage.prompt_tokens > tiny[1].usage.prompt_tokens
     line = json.loads((tmp_path / "out" / "outcomes.jsonl").read_text())
     assert line["status"] == "unresolved" and line["attempts"] == len(attempts)
+
+
+def test_a_tier_past_its_budget_escalates_before_it_runs_out_of_candidates(
+    home: Path, tmp_path: Path
+) -> None:
+    """The widening search holds far more candidates than the instance's budget; without
+    its own share it would spend every attempt and the model tier would never run."""
+    project = make_stats_project(tmp_path)
+    search = {"kind": "search", "budget": {"max_attempts": 3}}
+    fixer = {
+        "kind": "llm", "name": "fixer", "planner": False, "rounds": 1,
+        "model": {"model": "big-coder", "backend": "scripted", "options": {"replies": [FIX]}},
+    }  # fmt: skip
+    c = campaign(project, [search, fixer], attempts=50)
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    assert outcome.status == OutcomeStatus.resolved and outcome.tier == "fixer", outcome.reasons
+    attempts = session.store.attempts_for_key(work_key(session, c.instances[0]))
+    assert [a.tier for a in attempts] == ["search"] * 3 + ["fixer"]
+    (why,) = [r for r in outcome.reasons if r.startswith("search:")]
+    assert "tier attempt budget spent (3/3)" in why and "of" in why  # how far it got
+
+
+def test_the_last_tier_past_its_budget_gives_up_with_that_reason(
+    home: Path, tmp_path: Path
+) -> None:
+    project = make_stats_project(tmp_path)
+    c = campaign(project, [{"kind": "search", "budget": {"max_attempts": 2}}], attempts=50)
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    assert outcome.status == OutcomeStatus.unresolved and outcome.attempts == 2
+    assert "search: tier attempt budget spent (2/2)" in outcome.reasons[-1]

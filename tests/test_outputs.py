@@ -12,8 +12,12 @@ from patchsmith.outputs import OutputWriter
 def test_outcomes_predictions_and_patches(tmp_path: Path) -> None:
     writer = OutputWriter(tmp_path)
     resolved = Outcome(
-        instance_id="a/b#1", status=OutcomeStatus.resolved, attempts=3, tier="search",
-        patch="diff --git a/x b/x\n", reasons=["fixed"],
+        instance_id="a/b#1",
+        status=OutcomeStatus.resolved,
+        attempts=3,
+        tier="search",
+        patch="diff --git a/x b/x\n",
+        reasons=["fixed"],
     )
     writer.add(resolved)
     writer.add(Outcome(instance_id="c", status=OutcomeStatus.unresolved, attempts=9))
@@ -25,7 +29,8 @@ def test_outcomes_predictions_and_patches(tmp_path: Path) -> None:
     assert (tmp_path / lines[0]["patch_file"]).read_text() == "diff --git a/x b/x\n"
     preds = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert preds[0] == {
-        "instance_id": "a/b#1", "model_name_or_path": "patchsmith",
+        "instance_id": "a/b#1",
+        "model_name_or_path": "patchsmith",
         "model_patch": "diff --git a/x b/x\n",
     }
     assert preds[1]["model_patch"] == ""

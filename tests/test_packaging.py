@@ -67,13 +67,26 @@ def _build_wheel(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     for folder in set(SETUPTOOLS["package-dir"].values()):
-        shutil.copytree(ROOT / folder, src / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(dist), str(src)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     (wheel,) = dist.glob("patchsmith-*.whl")
     return wheel
@@ -89,12 +102,28 @@ def _fresh_venv(tmp_path: Path, wheel: Path) -> Path:
     from uv import find_uv_bin
 
     subprocess.run(
-        [find_uv_bin(), "pip", "install", "-q", "--offline", "--no-deps",
-         "--python", str(python), str(wheel)],
-        check=True, capture_output=True, text=True, env={**os.environ, "UV_NO_CONFIG": "1"},
+        [
+            find_uv_bin(),
+            "pip",
+            "install",
+            "-q",
+            "--offline",
+            "--no-deps",
+            "--python",
+            str(python),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UV_NO_CONFIG": "1"},
     )
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     return venv
 
@@ -119,17 +148,29 @@ def test_wheel_in_a_fresh_venv_imports_everything_and_runs_a_campaign(tmp_path: 
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     env.pop("PATCHSMITH_DB_URL", None)
-    env.update(PATCHSMITH_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PYTHONPATH="")
+    env.update(
+        PATCHSMITH_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONPATH="",
+    )
 
-    probe = subprocess.run([venv / "bin" / "python", "-c", IMPORT_ALL], cwd=work, env=env,
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [venv / "bin" / "python", "-c", IMPORT_ALL],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
     found = json.loads(probe.stdout)
     installed = str(venv / "lib")
-    assert {"patchsmith.flows.run_campaign", "patchsmith.tasks.testing.run",
-            "patchsmith.tasks.search.mutation", "patchsmith.infra.sandbox.bwrap",
-            "patchsmith.adapters.registry"} <= set(found["files"])
+    assert {
+        "patchsmith.flows.run_campaign",
+        "patchsmith.tasks.testing.run",
+        "patchsmith.tasks.search.mutation",
+        "patchsmith.infra.sandbox.bwrap",
+        "patchsmith.adapters.registry",
+    } <= set(found["files"])
     elsewhere = {n: f for n, f in found["files"].items() if not f.startswith(installed)}
     assert not elsewhere, f"imported from outside the fresh venv: {elsewhere}"
     assert found["prompt"] > 0 and found["mako"]
@@ -138,15 +179,26 @@ def test_wheel_in_a_fresh_venv_imports_everything_and_runs_a_campaign(tmp_path: 
     # venv's interpreter (an ``environment: python:``), which has pytest; the orchestrator,
     # the guard plugin and the migrations all come from the fresh venv.
     make_stats_project(work)
-    campaign = write_campaign(work, name="wheel", concurrency=1,
-                              environment={"python": sys.executable})
+    campaign = write_campaign(
+        work, name="wheel", concurrency=1, environment={"python": sys.executable}
+    )
     data = yaml.safe_load(campaign.read_text())
     data["instances"] = data["instances"][:1]  # stats-window: fixable by mutation
     campaign.write_text(yaml.safe_dump(data, sort_keys=False))
     run = subprocess.run(
-        [venv / "bin" / "patchsmith", "run", str(campaign), "--out", str(work / "out"),
-         "--no-tracking"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=400,
+        [
+            venv / "bin" / "patchsmith",
+            "run",
+            str(campaign),
+            "--out",
+            str(work / "out"),
+            "--no-tracking",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     (outcome,) = [json.loads(line) for line in (work / "out" / "outcomes.jsonl").open()]

@@ -85,8 +85,10 @@ HOSTILE = {
         TestOutcome.timeout,
     ),
     "modules": ("import sys\nsys.modules.clear()\nraise SystemExit(3)", TestOutcome.error),
-    "forkbomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
-                 "        pass", TestOutcome.timeout),
+    "forkbomb": (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        TestOutcome.timeout,
+    ),
     "stdin-hog": ("import sys\nsys.stdin.read()\nraise SystemExit(1)", None),
 }
 
@@ -209,25 +211,25 @@ def test_campaign_attempts_record_the_path_that_screened_them(tmp_path: Path, ho
         assert {a.report.runner for a in attempts if a.report} == {screening}
 
 
-ORDER_LIB = '''CACHE = {}
+ORDER_LIB = """CACHE = {}
 
 
 def scale(x):
     return CACHE.get("factor", 2) - x
-'''
-ORDER_POLLUTER = '''import lib
+"""
+ORDER_POLLUTER = """import lib
 
 
 def test_a_factor_can_be_set():
     lib.CACHE["factor"] = 5
     assert lib.CACHE["factor"] == 5
-'''
-ORDER_TARGET = '''from lib import scale
+"""
+ORDER_TARGET = """from lib import scale
 
 
 def test_scale_doubles():
     assert scale(3) == 6
-'''
+"""
 
 
 def test_a_candidate_that_fails_on_a_fresh_full_run_is_not_resolved(
@@ -293,7 +295,7 @@ def test_candidates_that_do_not_compile_or_repeat_code_never_reach_a_sandbox(
         ctx.end_screen(instance)
 
 
-SVC = '''import threading
+SVC = """import threading
 import time
 
 _worker = threading.Thread(target=lambda: time.sleep(3600), daemon=True)
@@ -306,8 +308,8 @@ def worker_alive():
 
 def double(x):
     return x + 2
-'''
-TEST_SVC = '''from svc import double, worker_alive
+"""
+TEST_SVC = """from svc import double, worker_alive
 
 
 def test_worker_alive():
@@ -316,7 +318,7 @@ def test_worker_alive():
 
 def test_double():
     assert double(3) == 6
-'''
+"""
 
 
 def _svc_runner(tmp_path: Path, home: Path) -> WarmRunner:

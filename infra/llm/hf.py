@@ -17,6 +17,7 @@ from pydantic import Field
 
 from patchsmith.domain import Strict, Usage
 from patchsmith.errors import ConfigError, MissingExtra
+from patchsmith.infra.llm import gguf
 from patchsmith.infra.llm.batching import MicroBatcher
 from patchsmith.infra.llm.config import ModelConfig, Quantization, Sampling
 from patchsmith.infra.llm.types import ChatRequest, Completion
@@ -99,14 +100,16 @@ class HFBackend:
         dtype_name = config.dtype
         if dtype_name == "auto":
             dtype_name = "bfloat16" if self.device == "cuda" else "float32"
+        # A catalog name or a GGUF file loads from its converted folder (made once).
+        self.source = gguf.resolve(config.model)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-            config.model, revision=config.revision
+            self.source.path, revision=config.revision
         )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            config.model,
+            self.source.path,
             revision=config.revision,
             dtype=getattr(torch, dtype_name),
             attn_implementation=self.attn_implementation,

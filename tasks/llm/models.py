@@ -80,8 +80,10 @@ def provenance(
     quantization = (
         quant.model_dump(mode="json") if quant.method == "bnb-4bit" else {"method": quant.method}
     )
+    weights = getattr(backend, "source", None)
     return {
         "id": config.model,
+        **({"weights": weights.provenance()} if weights and weights.provenance() else {}),
         "revision": config.revision,
         "backend": config.backend,
         "adapters": [a.provenance() for a in adapters],
