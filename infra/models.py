@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +152,13 @@ def require(name: str, root: Path) -> Path:
             f"with: patchsmith models install {name} (nothing is downloaded at run time)"
         )
     return path
+
+
+def require_all(names: Iterable[str], root: Path | None = None) -> None:
+    """Fail before any work starts when a catalog model the campaign names is missing."""
+    root = root or models_root()
+    for name in dict.fromkeys(n for n in names if n in CATALOG):
+        require(name, root)
 
 
 Fetch = Callable[[Source, Path], list[Path]]

@@ -61,11 +61,13 @@ def run(
     again to resume. A second Ctrl-C exits at once.
     """
     from patchsmith.config import load_campaign
+    from patchsmith.infra import models
     from patchsmith.infra.settings import configure
 
     home = configure()
     try:
         parsed = load_campaign(campaign)
+        models.require_all(m.model for m in parsed.model_configs() if m.backend == "hf")
     except PatchsmithError as exc:
         raise fail(str(exc)) from None
     stops = Stops()

@@ -208,6 +208,16 @@ class Campaign(Strict):
         default=True, description="Re-run the full tests on a fresh workspace before accepting."
     )
 
+    def model_configs(self) -> list[ModelConfig]:
+        """Every model the tiers call: each LLM tier's own and its critic's."""
+        found: list[ModelConfig] = []
+        for tier in self.tiers:
+            if isinstance(tier, LLMTier):
+                found.append(tier.model)
+                if tier.critic is not None and tier.critic.model is not None:
+                    found.append(tier.critic.model)
+        return found
+
     def environment_for(self, instance: Instance) -> Environment:
         """The instance's own environment, else the campaign's."""
         return instance.environment or self.environment

@@ -19,6 +19,7 @@ from typing import Any
 from patchsmith.config import Campaign
 from patchsmith.domain import Attempt, Instance, Outcome, OutcomeStatus, config_hash
 from patchsmith.errors import Interrupted
+from patchsmith.infra import models
 from patchsmith.infra.sandbox import get_sandbox, resolve_backend, running
 from patchsmith.infra.store import Store
 from patchsmith.infra.tracking import Tracker, make_tracker
@@ -61,7 +62,10 @@ def open_session(
     store: Store | None = None,
     keep_outputs: bool = False,
 ) -> Session:
-    """Open the store and tracker, start the campaign records, prepare the output dir."""
+    """Open the store and tracker, start the campaign records, prepare the output dir.
+
+    A catalog model that is not installed stops it here, before any instance starts."""
+    models.require_all(m.model for m in campaign.model_configs() if m.backend == "hf")
     store = store or Store.open(home=home)
     tracker = make_tracker(tracking, home)
     cfg = campaign.model_dump(mode="json")

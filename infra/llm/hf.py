@@ -33,6 +33,9 @@ class Options(Strict):
         default=10.0, ge=0, description="How long the first request waits for others to join."
     )
     logprobs: bool = Field(default=True, description="Compute mean token log-probabilities.")
+    threads: int | None = Field(
+        default=None, gt=0, description="CPU threads for torch (default: torch's, one per core)."
+    )
 
 
 def resolve_device(choice: str, cuda_available: bool) -> str:
@@ -91,6 +94,9 @@ class HFBackend:
             raise MissingExtra("the hf model backend", "hf") from exc
         self.config = config
         self.options = Options.model_validate(config.options)
+        if self.options.threads is not None:
+            torch.set_num_threads(self.options.threads)
+        self.threads = torch.get_num_threads()
         self.device = resolve_device(config.device, torch.cuda.is_available())
         self.attn_implementation = resolve_attention(
             config.attn_implementation,

@@ -80,7 +80,8 @@ def provenance(
     quantization = (
         quant.model_dump(mode="json") if quant.method == "bnb-4bit" else {"method": quant.method}
     )
-    weights = getattr(backend, "source", None)
+    weights = getattr(backend, "source", None)  # hf: the GGUF file and its sha256
+    threads = getattr(backend, "threads", None)  # hf: torch's CPU threads
     return {
         "id": config.model,
         **({"weights": weights.provenance()} if weights and weights.provenance() else {}),
@@ -89,6 +90,7 @@ def provenance(
         "adapters": [a.provenance() for a in adapters],
         "quantization": quantization,
         "attn_implementation": getattr(backend, "attn_implementation", config.attn_implementation),
+        **({"threads": threads} if isinstance(threads, int) else {}),
         "sampling": sampling.model_dump(mode="json"),
     }
 
