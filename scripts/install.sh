@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install patchsmith into ./.venv, with the system packages it needs (bubblewrap).
 #   scripts/install.sh          core (what `patchsmith run` needs)
+#   scripts/install.sh --models core + the hf extra (real models on CPU: the demo)
 #   scripts/install.sh --dev    core + test tools + the hf/openai extras (the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ PY=${PYTHON:-python3}
 
 extras=""
 if [ "${1:-}" = "--dev" ]; then extras="[dev,hf,openai]"; fi
+if [ "${1:-}" = "--models" ]; then extras="[hf]"; fi
 # torch==2.13.0 is pinned in the hf extra: an unpinned torch would pull GB of CUDA wheels.
 .venv/bin/python -m pip install -q -e ".${extras}"
 .venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check; exit 1; }

@@ -194,3 +194,20 @@ def test_garbled_blocks_fail_only_with_edit_errors(parts: list[str], noise: str,
             return
         for path, (_, new) in changes.items():
             assert (root / path).read_text(encoding="utf-8") == new
+
+
+def test_a_block_naming_a_missing_file_goes_to_the_one_shown_file_it_matches(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "money.py").write_text("def fmt(x):\n    return f'{x:.2f}'\n")
+    (tmp_path / "pkg" / "other.py").write_text("def g():\n    return 1\n")
+    reply = "path/to/file.py\n<<<<<<< SEARCH\n    return f'{x:.2f}'\n=======\n    return f'{x:,.2f}'\n>>>>>>> REPLACE\n"  # noqa: E501
+    shown = ["pkg/other.py", "pkg/money.py"]
+    diff = blocks_to_diff(tmp_path, reply, shown)
+    assert "+++ b/pkg/money.py" in diff and "{x:,.2f}" in diff
+    with pytest.raises(ApplyError, match="no such file"):  # nothing shown: nothing guessed
+        blocks_to_diff(tmp_path, reply)
+    (tmp_path / "pkg" / "other.py").write_text("def fmt(x):\n    return f'{x:.2f}'\n")
+    with pytest.raises(ApplyError, match="no such file"):  # two files match: no guess
+        blocks_to_diff(tmp_path, reply, shown)

@@ -165,17 +165,41 @@ def _apply_one(text: str, block: EditBlock, number: int) -> str:
     return "".join(lines[:at] + replace + lines[end:])
 
 
-def apply_blocks(root: Path, blocks: Sequence[EditBlock]) -> dict[str, tuple[str | None, str]]:
+def _retarget(root: Path, block: EditBlock, number: int, likely: Sequence[str]) -> str:
+    """The path a block names, or, when that file does not exist and its SEARCH text is
+    found in exactly one of the ``likely`` files, that file (small models copy the
+    prompt's example path, or drop a directory)."""
+    path = check_relpath(block.path)
+    if not likely or not block.search.strip() or resolve_inside(root, path).exists():
+        return path
+    found = []
+    for other in dict.fromkeys(likely):
+        text = read_text(resolve_inside(root, check_relpath(other)), other)
+        if text is None:
+            continue
+        try:
+            _apply_one(text, block, number)
+        except ApplyError:
+            continue
+        found.append(other)
+    return found[0] if len(found) == 1 else path
+
+
+def apply_blocks(
+    root: Path, blocks: Sequence[EditBlock], likely: Sequence[str] = ()
+) -> dict[str, tuple[str | None, str]]:
     """Apply ``blocks`` in memory: ``{path: (old, new)}``; ``old`` is None for new files.
 
     Exact line matching first, then whitespace-insensitive matching that keeps the
     file's indentation. No match or several matches raise ApplyError. An empty SEARCH
-    creates a missing file (or fills an empty one). Nothing is written.
+    creates a missing file (or fills an empty one). A block naming a file that does not
+    exist goes to the one ``likely`` file its SEARCH text matches, if exactly one does.
+    Nothing is written.
     """
     originals: dict[str, str | None] = {}
     current: dict[str, str] = {}
     for number, block in enumerate(blocks, 1):
-        path = check_relpath(block.path)
+        path = _retarget(root, block, number, likely)
         if path not in originals:
             originals[path] = read_text(resolve_inside(root, path), path)
             current[path] = originals[path] or ""
@@ -194,12 +218,12 @@ def apply_blocks(root: Path, blocks: Sequence[EditBlock]) -> dict[str, tuple[str
     return {path: (originals[path], current[path]) for path in originals}
 
 
-def blocks_to_diff(root: Path, text: str) -> str:
+def blocks_to_diff(root: Path, text: str, likely: Sequence[str] = ()) -> str:
     """Parse SEARCH/REPLACE ``text`` and return the normalized unified diff.
 
     Raises MalformedEdit / ApplyError (both EditError) like the functions it chains.
     """
-    changes = apply_blocks(root, parse_blocks(text))
+    changes = apply_blocks(root, parse_blocks(text), likely)
     diff = make_diff(dict(changes))
     if not diff:
         raise MalformedEdit("the edit changes nothing")

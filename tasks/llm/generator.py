@@ -17,6 +17,7 @@ added in ``review``. ``ModelUnavailable`` propagates so Prefect retries the step
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,10 @@ FEEDBACK_CHARS = 1500
 PLAN_TOKENS = 384  # a plan is a short JSON object
 
 
-def edit_to_diff(instance: Instance, root: Path, text: str) -> str:
-    """The normalized diff of a SEARCH/REPLACE reply; EditError says why there is none."""
-    diff = blocks_to_diff(root, text)
+def edit_to_diff(instance: Instance, root: Path, text: str, likely: Sequence[str] = ()) -> str:
+    """The normalized diff of a SEARCH/REPLACE reply; EditError says why there is none.
+    ``likely``: the files the prompt showed (a block naming a missing file may mean one)."""
+    diff = blocks_to_diff(root, text, [p for p in likely if in_scope(instance, p)])
     outside = [fp.path for fp in parse_diff(diff) if not in_scope(instance, fp.path)]
     if outside:
         raise ApplyError(f"edits files outside the instance's scope: {', '.join(outside)}")
@@ -65,6 +67,7 @@ class LLMGenerator:
         self.planner_record: dict[str, Any] | None = None
         self.unpaid = Usage()  # spent on calls not yet charged to a candidate
         self.own_feedback: list[str] = []
+        self.shown: list[str] = []  # the files of the last prompt
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ propose
@@ -144,6 +147,7 @@ class LLMGenerator:
     ) -> list[Candidate]:
         k = max(1, min(self.tier.samples, n))
         sampling = self._sampling(k)
+        self.shown = list(dict.fromkeys(s.path for s in plan.suspicious))
         messages = [
             ChatMessage(role="system", content=render("generator_system")),
             ChatMessage(role="user", content=self._prompt(instance, plan, root, feedback)),
@@ -188,7 +192,7 @@ class LLMGenerator:
             model["planner"] = {k: v for k, v in self.planner_record.items() if k != "prompts"}
         via = f" via {use.name}@{use.version}" if use and use.version else ""
         try:
-            diff = edit_to_diff(instance, root, completion.text)
+            diff = edit_to_diff(instance, root, completion.text, self.shown)
         except EditError as exc:
             reason = str(exc)
             if completion.finish_reason == "length":
