@@ -211,3 +211,21 @@ def test_a_block_naming_a_missing_file_goes_to_the_one_shown_file_it_matches(
     (tmp_path / "pkg" / "other.py").write_text("def fmt(x):\n    return f'{x:.2f}'\n")
     with pytest.raises(ApplyError, match="no such file"):  # two files match: no guess
         blocks_to_diff(tmp_path, reply, shown)
+
+
+def test_listed_suspicious_lines_copied_into_search_are_read_as_the_code_they_quote(
+    tmp_path: Path,
+) -> None:
+    """Qwen2.5-Coder-1.5B quoted the context's ranked-lines list instead of the file."""
+    (tmp_path / "inv").mkdir()
+    (tmp_path / "inv" / "money.py").write_text(
+        "class Money:\n    def fmt(self):\n        return f'{self.amount:.2f}'\n"
+    )
+    reply = (
+        "path/to/file.py\n<<<<<<< SEARCH\n"
+        "inv/money.py:3 (score 0.93) return f'{self.amount:.2f}'\n"
+        "=======\nreturn f'{self.amount:,.2f}'\n>>>>>>> REPLACE\n"
+    )
+    diff = blocks_to_diff(tmp_path, reply)
+    assert "+++ b/inv/money.py" in diff
+    assert "+        return f'{self.amount:,.2f}'" in diff  # the file's indentation kept

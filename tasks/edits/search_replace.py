@@ -165,6 +165,27 @@ def _apply_one(text: str, block: EditBlock, number: int) -> str:
     return "".join(lines[:at] + replace + lines[end:])
 
 
+LISTED = re.compile(r"^(?:- )?(\S+?):(\d+) \(score -?[\d.]+\) ?(.*?)(\r?\n)?$")
+"""A line as the LLM context lists suspicious ones (``- path:12 (score 0.93) code``,
+``tasks/llm/context.py``): small models copy them into SEARCH as if they were the file."""
+
+
+def _unlisted(root: Path, block: EditBlock) -> EditBlock:
+    """A SEARCH made only of listed lines, as the code they quote (and, when the block's
+    own path is not a file, the one path they name)."""
+    lines = [line for line in block.search.splitlines(keepends=True) if line.strip()]
+    hits = [LISTED.match(line) for line in lines]
+    if not lines or not all(hits):
+        return block
+    matches = [m for m in hits if m is not None]
+    search = "".join(m.group(3) + (m.group(4) or "\n") for m in matches)
+    paths = {m.group(1) for m in matches}
+    path = block.path
+    if len(paths) == 1 and not resolve_inside(root, check_relpath(path)).exists():
+        path = paths.pop()
+    return EditBlock(path, search, block.replace)
+
+
 def _retarget(root: Path, block: EditBlock, number: int, likely: Sequence[str]) -> str:
     """The path a block names, or, when that file does not exist and its SEARCH text is
     found in exactly one of the ``likely`` files, that file (small models copy the
@@ -198,7 +219,8 @@ def apply_blocks(
     """
     originals: dict[str, str | None] = {}
     current: dict[str, str] = {}
-    for number, block in enumerate(blocks, 1):
+    for number, listed in enumerate(blocks, 1):
+        block = _unlisted(root, listed)
         path = _retarget(root, block, number, likely)
         if path not in originals:
             originals[path] = read_text(resolve_inside(root, path), path)
