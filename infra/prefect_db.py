@@ -20,16 +20,10 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
+from patchsmith.infra.settings import cache_dir
+
 log = logging.getLogger(__name__)
 OWN_DATABASE = ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
-
-
-def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """Where patchsmith keeps what any data directory may reuse."""
-    if env.get("PATCHSMITH_CACHE"):
-        return Path(env["PATCHSMITH_CACHE"])
-    base = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "patchsmith"
 
 
 def template(env: Mapping[str, str] = os.environ) -> Path:

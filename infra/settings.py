@@ -8,12 +8,23 @@ the Prefect ephemeral API database, the MLflow store, the provenance store and w
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 
 def home() -> Path:
     """The data directory (``$PATCHSMITH_HOME`` or ``./.patchsmith``), absolute."""
     return Path(os.environ.get("PATCHSMITH_HOME", ".patchsmith")).resolve()
+
+
+def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where patchsmith keeps what any data directory may reuse (``$PATCHSMITH_CACHE``, else
+    ``$XDG_CACHE_HOME/patchsmith`` or ``~/.cache/patchsmith``): model files, a migrated
+    Prefect database."""
+    if env.get("PATCHSMITH_CACHE"):
+        return Path(env["PATCHSMITH_CACHE"])
+    base = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "patchsmith"
 
 
 def configure(data_dir: Path | None = None) -> Path:

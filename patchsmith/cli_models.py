@@ -6,7 +6,7 @@
     patchsmith models remove qwen2.5-coder-0.5b
 
 A campaign's LLM tier then names the model as ``model: qwen2.5-coder-0.5b``. Files live
-under ``$PATCHSMITH_MODELS`` (default ``$PATCHSMITH_HOME/models``). Exit code 2 on an unknown
+under ``$PATCHSMITH_MODELS`` (default ``~/.cache/patchsmith/models``). Exit code 2 on an unknown
 name or a model that is not installed, 1 when an install fails (the message says why).
 """
 

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --dev
 # The real-model test's model (93 MB, sha256-pinned), once per machine.
-export PATCHSMITH_MODELS="${PATCHSMITH_MODELS:-$HOME/.cache/patchsmith/models}"
+export PATCHSMITH_MODELS="${PATCHSMITH_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/patchsmith/models}"
 .venv/bin/patchsmith models install smollm2-135m
 .venv/bin/ruff check .
 bash scripts/typecheck.sh

