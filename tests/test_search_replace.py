@@ -224,7 +224,7 @@ def test_listed_suspicious_lines_copied_into_search_are_read_as_the_code_they_qu
     reply = (
         "path/to/file.py\n<<<<<<< SEARCH\n"
         "inv/money.py:3 (score 0.93) return f'{self.amount:.2f}'\n"
-        "=======\nreturn f'{self.amount:,.2f}'\n>>>>>>> REPLACE\n"
+        "=======\ninv/money.py:3 (score 0.93) return f'{self.amount:,.2f}'\n>>>>>>> REPLACE\n"
     )
     diff = blocks_to_diff(tmp_path, reply)
     assert "+++ b/inv/money.py" in diff

@@ -179,11 +179,15 @@ def _unlisted(root: Path, block: EditBlock) -> EditBlock:
         return block
     matches = [m for m in hits if m is not None]
     search = "".join(m.group(3) + (m.group(4) or "\n") for m in matches)
+    replace = "".join(
+        (m.group(3) + (m.group(4) or "\n")) if (m := LISTED.match(line)) else line
+        for line in block.replace.splitlines(keepends=True)
+    )  # the model may prefix its new lines the same way
     paths = {m.group(1) for m in matches}
     path = block.path
     if len(paths) == 1 and not resolve_inside(root, check_relpath(path)).exists():
         path = paths.pop()
-    return EditBlock(path, search, block.replace)
+    return EditBlock(path, search, replace)
 
 
 def _retarget(root: Path, block: EditBlock, number: int, likely: Sequence[str]) -> str:

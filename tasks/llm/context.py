@@ -119,9 +119,11 @@ def build_context(
     for s in plan.suspicious[:TOP_LINES]:
         lines = cache.setdefault(s.path, _read(root, s.path))
         text = lines[s.line - 1].strip() if lines and s.line <= len(lines) else ""
-        ranked.append(f"- {s.path}:{s.line} (score {s.score:.2f}) {text}")
+        # No "path:line code" lines: small models copy those into SEARCH as file text.
+        ranked.append(f"- {s.path}, line {s.line} (score {s.score:.2f}): `{text}`")
     if ranked:
-        parts.append("Suspicious lines, most suspicious first:\n" + "\n".join(ranked) + "\n")
+        parts.append("Suspicious lines, most suspicious first (the code is in the excerpts "
+                     "below):\n" + "\n".join(ranked) + "\n")  # fmt: skip
     log = plan.baseline.log_tail.strip()
     if log:
         keep = max(200, budget // 4)
