@@ -123,6 +123,11 @@ class LLMTier(Strict):
         "use them in turn. Empty = the adapters configured on the model, else the base.",
     )
     samples: int = Field(default=1, ge=1, le=32, description="Completions per round.")
+    edit_format: Literal["search_replace", "function"] = Field(
+        default="search_replace",
+        description="How the model writes edits: SEARCH/REPLACE blocks, or whole corrected "
+        "functions put in place of their namesakes (easier for small models).",
+    )
     budget: TierBudget | None = Field(
         default=None, description="This tier's share of the budget; past it, escalate."
     )

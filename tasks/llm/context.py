@@ -114,15 +114,13 @@ def build_context(
     if plan.fail_to_pass:
         tests = "\n".join(f"- {t}" for t in plan.fail_to_pass[:10])
         parts.append(f"Failing tests that must pass:\n{tests}\n")
-    cache: dict[str, list[str] | None] = {}
     ranked = []
     for s in plan.suspicious[:TOP_LINES]:
-        lines = cache.setdefault(s.path, _read(root, s.path))
-        text = lines[s.line - 1].strip() if lines and s.line <= len(lines) else ""
-        # No "path:line code" lines: small models copy those into SEARCH as file text.
-        ranked.append(f"- {s.path}, line {s.line} (score {s.score:.2f}): `{text}`")
+        # Where, not what: small models copy any listed code into SEARCH as the file's text
+        # (Qwen2.5-Coder-1.5B did, in every format tried); the code is in the excerpts.
+        ranked.append(f"- {s.path}, line {s.line} (score {s.score:.2f})")
     if ranked:
-        parts.append("Suspicious lines, most suspicious first (the code is in the excerpts "
+        parts.append("Suspicious lines, most suspicious first (their code is in the excerpts "
                      "below):\n" + "\n".join(ranked) + "\n")  # fmt: skip
     log = plan.baseline.log_tail.strip()
     if log:

@@ -30,6 +30,7 @@ from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, Mod
 from patchsmith.infra.store import Store
 from patchsmith.prompts import prompt_hashes, render
 from patchsmith.tasks.edits.diff import parse_diff
+from patchsmith.tasks.edits.functions import functions_to_diff
 from patchsmith.tasks.edits.malformed import is_malformed, malformed_description
 from patchsmith.tasks.edits.search_replace import blocks_to_diff
 from patchsmith.tasks.llm import critic as llm_critic
@@ -38,16 +39,26 @@ from patchsmith.tasks.llm.models import backend_for, provenance
 from patchsmith.tasks.llm.planner import PROMPTS as PLANNER_PROMPTS
 from patchsmith.tasks.llm.planner import LLMPlan, run_planner
 
-PROMPTS = ("generator_system", "generator_user")
 GENERATOR = "llm"
 FEEDBACK_CHARS = 1500
 PLAN_TOKENS = 384  # a plan is a short JSON object
 
 
-def edit_to_diff(instance: Instance, root: Path, text: str, likely: Sequence[str] = ()) -> str:
-    """The normalized diff of a SEARCH/REPLACE reply; EditError says why there is none.
-    ``likely``: the files the prompt showed (a block naming a missing file may mean one)."""
-    diff = blocks_to_diff(root, text, [p for p in likely if in_scope(instance, p)])
+def edit_to_diff(
+    instance: Instance,
+    root: Path,
+    text: str,
+    likely: Sequence[str] = (),
+    form: str = "search_replace",
+) -> str:
+    """The normalized diff of a reply; EditError says why there is none. ``likely``: the
+    files the prompt showed (where whole functions go; a block naming a missing file may
+    mean one of them)."""
+    shown = [p for p in likely if in_scope(instance, p)]
+    if form == "function":
+        diff = functions_to_diff(root, text, shown)
+    else:
+        diff = blocks_to_diff(root, text, shown)
     outside = [fp.path for fp in parse_diff(diff) if not in_scope(instance, fp.path)]
     if outside:
         raise ApplyError(f"edits files outside the instance's scope: {', '.join(outside)}")
@@ -68,6 +79,9 @@ class LLMGenerator:
         self.unpaid = Usage()  # spent on calls not yet charged to a candidate
         self.own_feedback: list[str] = []
         self.shown: list[str] = []  # the files of the last prompt
+        self.system_prompt = (
+            "generator_function_system" if tier.edit_format == "function" else "generator_system"
+        )
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ propose
@@ -149,7 +163,7 @@ class LLMGenerator:
         sampling = self._sampling(k)
         self.shown = list(dict.fromkeys(s.path for s in plan.suspicious))
         messages = [
-            ChatMessage(role="system", content=render("generator_system")),
+            ChatMessage(role="system", content=render(self.system_prompt)),
             ChatMessage(role="user", content=self._prompt(instance, plan, root, feedback)),
         ]
         uses = [self._adapter(self.samples + i) for i in range(k)]
@@ -186,13 +200,15 @@ class LLMGenerator:
         sampling: Sampling,
     ) -> Candidate:
         model = provenance(self.models.generator, backend, [use] if use else [], sampling)
-        model["prompts"] = prompt_hashes(*PROMPTS, *(PLANNER_PROMPTS if self.tier.planner else ()))
+        prompts = (self.system_prompt, "generator_user")
+        model["prompts"] = prompt_hashes(*prompts, *(PLANNER_PROMPTS if self.tier.planner else ()))
+        model["edit_format"] = self.tier.edit_format
         model["finish_reason"] = completion.finish_reason
         if self.planner_record is not None:
             model["planner"] = {k: v for k, v in self.planner_record.items() if k != "prompts"}
         via = f" via {use.name}@{use.version}" if use and use.version else ""
         try:
-            diff = edit_to_diff(instance, root, completion.text, self.shown)
+            diff = edit_to_diff(instance, root, completion.text, self.shown, self.tier.edit_format)
         except EditError as exc:
             reason = str(exc)
             if completion.finish_reason == "length":

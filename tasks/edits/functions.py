@@ -1,0 +1,142 @@
+"""Whole-function edits: the model writes the corrected function(s); we put them in place.
+
+Small models rarely copy SEARCH text exactly (Qwen2.5-Coder-1.5B on the examples: none of
+its SEARCH/REPLACE replies applied), but they write a whole function well. A reply in this
+format is Python code (fenced or not) holding one or more ``def``/``async def`` (at any
+indentation: a method is written like a function) and, optionally, ``import`` lines first.
+Each function replaces the one function of the same name in the files the prompt showed
+(the only one with that name across them; otherwise the reply is refused as ambiguous),
+re-indented to where it goes, decorators included. New imports go after the file's last
+top-level import. The result is a span edit of the original text, as every candidate is.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from patchsmith.errors import ApplyError, MalformedEdit
+from patchsmith.tasks.edits.diff import make_diff, read_text
+from patchsmith.tasks.edits.parse import check_relpath, resolve_inside
+
+_FENCED = re.compile(r"```[a-zA-Z0-9_+-]*[ \t]*\n(.*?)(?:```|\Z)", re.S)
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+def reply_code(text: str) -> str:
+    """The Python a reply holds: its fenced blocks joined, else the whole text."""
+    blocks = _FENCED.findall(text)
+    return "\n".join(blocks) if blocks else text
+
+
+def _parse(code: str) -> ast.Module:
+    code = textwrap.dedent(code)
+    try:
+        return ast.parse(code)
+    except SyntaxError as exc:
+        raise MalformedEdit(f"the reply is not Python (line {exc.lineno}: {exc.msg})") from None
+
+
+def _start(node: Function) -> int:
+    return min([node.lineno, *(d.lineno for d in node.decorator_list)])
+
+
+def _defs(tree: ast.AST) -> list[Function]:
+    return [n for n in ast.walk(tree) if isinstance(n, Function)]
+
+
+def _outermost(tree: ast.Module) -> list[Function]:
+    """The reply's functions that are not inside another of its functions."""
+    inner = {id(c) for f in _defs(tree) for c in _defs(f) if c is not f}
+    return [f for f in _defs(tree) if id(f) not in inner]
+
+
+def _segment(lines: list[str], node: Function) -> str:
+    return "".join(lines[_start(node) - 1 : node.end_lineno])
+
+
+def _place(name: str, files: dict[str, tuple[str, ast.Module]]) -> tuple[str, Function]:
+    hits = [(path, node) for path, (_, tree) in files.items()
+            for node in _defs(tree) if node.name == name]  # fmt: skip
+    if not hits:
+        shown = ", ".join(files) or "none"
+        raise ApplyError(f"function {name!r} is in none of the files shown ({shown})")
+    if len(hits) > 1:
+        where = ", ".join(f"{p}:{n.lineno}" for p, n in hits)
+        raise ApplyError(f"function {name!r} is defined {len(hits)} times ({where}): ambiguous")
+    return hits[0]
+
+
+def _imports(tree: ast.Module, code_lines: list[str]) -> list[str]:
+    return [
+        "".join(code_lines[n.lineno - 1 : n.end_lineno]).strip() + "\n"
+        for n in tree.body
+        if isinstance(n, ast.Import | ast.ImportFrom)
+    ]
+
+
+def _with_imports(text: str, tree: ast.Module, new: list[str]) -> str:
+    have = {ast.unparse(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)}
+    missing = [line for line in dict.fromkeys(new) if ast.unparse(ast.parse(line)) not in have]
+    if not missing:
+        return text
+    lines = text.splitlines(keepends=True)
+    tops = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    at = max((n.end_lineno or n.lineno) for n in tops) if tops else _after_docstring(tree)
+    return "".join(lines[:at] + missing + lines[at:])
+
+
+def _after_docstring(tree: ast.Module) -> int:
+    first = tree.body[0] if tree.body else None
+    doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+    return (first.end_lineno or 0) if doc and first is not None else 0
+
+
+def functions_to_diff(root: Path, text: str, likely: Sequence[str]) -> str:
+    """The diff that puts the reply's functions in place of their namesakes in ``likely``."""
+    code = textwrap.dedent(reply_code(text))
+    tree = _parse(code)
+    code_lines = code.splitlines(keepends=True)
+    functions = _outermost(tree)
+    if not functions:
+        raise MalformedEdit("the reply has no function definition")
+    files: dict[str, tuple[str, ast.Module]] = {}
+    for path in dict.fromkeys(likely):
+        source = read_text(resolve_inside(root, check_relpath(path)), path)
+        if source is None:
+            continue
+        try:
+            files[path] = (source, ast.parse(source))
+        except SyntaxError:
+            continue
+    edits: dict[str, list[tuple[int, int, str]]] = {}
+    placed: set[int] = set()
+    for node in functions:
+        path, target = _place(node.name, files)
+        if id(target) in placed:
+            raise ApplyError(f"function {node.name!r} is written twice in the reply")
+        placed.add(id(target))
+        source = files[path][0]
+        lines = source.splitlines(keepends=True)
+        indent = re.match(r"[ \t]*", lines[_start(target) - 1]).group(0)  # type: ignore[union-attr]
+        body = textwrap.indent(textwrap.dedent(_segment(code_lines, node)), indent)
+        if not body.endswith("\n"):
+            body += "\n"
+        edits.setdefault(path, []).append(
+            (_start(target), target.end_lineno or target.lineno, body)
+        )
+    imports = _imports(tree, code_lines)
+    changes: dict[str, tuple[str | None, str | None]] = {}
+    for path, spans in edits.items():
+        source, parsed = files[path]
+        lines = source.splitlines(keepends=True)
+        for first, last, body in sorted(spans, reverse=True):
+            lines[first - 1 : last] = [body]
+        changes[path] = (source, _with_imports("".join(lines), parsed, imports))
+    diff = make_diff(changes)
+    if not diff:
+        raise MalformedEdit("the edit changes nothing")
+    return diff

@@ -1,0 +1,87 @@
+"""Whole-function edits: a reply's functions replace their namesakes in the files shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from patchsmith.errors import ApplyError, MalformedEdit
+from patchsmith.tasks.edits.diff import apply_diff
+from patchsmith.tasks.edits.functions import functions_to_diff
+
+SOURCE = '''"""Dates."""
+from datetime import date
+
+
+def add_months(day, months):
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, day.day)
+
+
+class Agenda:
+    @property
+    def size(self):
+        return 0
+
+    def free(self, window):
+        return []
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "sched").mkdir()
+    (tmp_path / "sched" / "dates.py").write_text(SOURCE)
+    (tmp_path / "sched" / "other.py").write_text("def helper():\n    return 1\n")
+    return tmp_path
+
+
+def _applied(root: Path, diff: str) -> str:
+    apply_diff(root, diff)
+    return (root / "sched" / "dates.py").read_text()
+
+
+def test_a_function_and_its_new_import_go_in_place(project: Path) -> None:
+    reply = """Here is the fix:
+
+```python
+import calendar
+
+def add_months(day, months):
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    last = calendar.monthrange(year, month)[1]
+    return date(year, month, min(day.day, last))
+```
+"""
+    diff = functions_to_diff(project, reply, ["sched/other.py", "sched/dates.py"])
+    text = _applied(project, diff)
+    assert "from datetime import date\nimport calendar\n" in text
+    assert "    return date(year, month, min(day.day, last))\n" in text
+    assert text.count("def add_months") == 1 and "class Agenda:" in text  # the rest untouched
+
+
+def test_a_method_written_as_a_function_is_reindented_and_keeps_its_decorators(
+    project: Path,
+) -> None:
+    reply = "```python\n@property\ndef size(self):\n    return 2\n```"
+    text = _applied(project, functions_to_diff(project, reply, ["sched/dates.py"]))
+    assert "    @property\n    def size(self):\n        return 2\n\n    def free" in text
+    assert text.count("@property") == 1
+
+
+def test_replies_that_cannot_be_placed_are_refused_with_the_reason(project: Path) -> None:
+    shown = ["sched/dates.py", "sched/other.py"]
+    with pytest.raises(ApplyError, match="'nowhere' is in none of the files shown"):
+        functions_to_diff(project, "def nowhere():\n    pass\n", shown)
+    (project / "sched" / "other.py").write_text("def free(x):\n    return x\n")
+    with pytest.raises(ApplyError, match="'free' is defined 2 times"):
+        functions_to_diff(project, "def free(self, w):\n    return [w]\n", shown)
+    with pytest.raises(MalformedEdit, match="not Python"):
+        functions_to_diff(project, "```python\ndef add_months(:\n```", shown)
+    with pytest.raises(MalformedEdit, match="no function definition"):
+        functions_to_diff(project, "x = 1\n", shown)
+    with pytest.raises(MalformedEdit, match="changes nothing"):
+        functions_to_diff(project, "def free(x):\n    return x\n", ["sched/other.py"])
