@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from patchsmith.domain import Instance, Intent, Plan, SuspiciousLine, TestOutcome, TestReport
 from patchsmith.errors import ApplyError, MalformedEdit
 from patchsmith.tasks.edits.diff import apply_diff
 from patchsmith.tasks.edits.functions import functions_to_diff
+from patchsmith.tasks.llm.context import function_context
 
 SOURCE = '''"""Dates."""
 from datetime import date
@@ -85,3 +87,41 @@ def test_replies_that_cannot_be_placed_are_refused_with_the_reason(project: Path
         functions_to_diff(project, "x = 1\n", shown)
     with pytest.raises(MalformedEdit, match="changes nothing"):
         functions_to_diff(project, "def free(x):\n    return x\n", ["sched/other.py"])
+
+
+def _plan(*lines: tuple[str, int, float], log: str = "E   ValueError: day is out of range") -> Plan:
+    return Plan(
+        instance_id="dates",
+        intent=Intent.bugfix,
+        fail_to_pass=["tests/test_dates.py::test_end_of_month"],
+        pass_to_pass=[],
+        suspicious=[
+            SuspiciousLine(path=p, line=n, score=sc, sources=["ochiai"]) for p, n, sc in lines
+        ],
+        baseline=TestReport(
+            outcomes={"tests/test_dates.py::test_end_of_month": TestOutcome.failed}, log_tail=log
+        ),
+        tier="llm",
+    )
+
+
+def test_the_function_context_shows_the_suspicious_functions_whole_and_the_failure(
+    project: Path,
+) -> None:
+    inst = Instance(instance_id="dates", repo=str(project), instruction="fix", scope=["sched/**"])
+    plan = _plan(
+        ("sched/dates.py", 17, 0.4),
+        ("sched/dates.py", 7, 0.9),
+        ("sched/dates.py", 6, 0.8),
+        ("tests/test_dates.py", 3, 1.0),  # out of scope: never shown
+    )
+    text = function_context(inst, plan, project, 400)
+    assert "ValueError: day is out of range" in text
+    first, second = text.index("def add_months"), text.index("def free")
+    assert first < second, "the most suspicious function comes first"
+    assert text.count("def add_months") == 1, "one function, however many of its lines"
+    assert "return date(year, month, day.day)" in text and "def size" not in text
+    assert "test_dates" not in text.split("```", 2)[2]
+    # A small budget keeps the best function whole and drops the rest and the log.
+    small = function_context(inst, plan, project, 30)
+    assert "return date(year, month, day.day)" in small and "def free" not in small

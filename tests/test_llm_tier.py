@@ -353,3 +353,35 @@ def test_an_unreachable_model_server_propagates_for_prefect_to_retry(repo: Path)
     t = tier([], planner=False, model={"backend": "openai", "options": options})
     with pytest.raises(ModelUnavailable):
         LLMGenerator(t).propose(instance(repo), plan(), repo, set(), [], 1)
+
+
+def test_a_prompt_that_leaves_no_room_to_answer_is_asked_again_with_less_context(
+    repo: Path,
+) -> None:
+    seen: list[ChatRequest] = []
+
+    def reply(request: ChatRequest) -> str:
+        seen.append(request)
+        return FIX
+
+    def words(request: ChatRequest) -> int:
+        return sum(len(m.content.split()) for m in request.messages)
+
+    roomy = tier([], planner=False, max_new_tokens=20)
+    use_backend(roomy.model, ScriptedBackend(roomy.model, reply=reply))
+    LLMGenerator(roomy).propose(instance(repo), plan(), repo, set(), [], 1)
+    full = words(seen.pop())
+    # The scripted model, like a real one, has prompt and reply share max_context.
+    tight = tier([], planner=False, max_new_tokens=20, model={"max_context": full})
+    use_backend(tight.model, ScriptedBackend(tight.model, reply=reply))
+    gen = LLMGenerator(tight)
+    (candidate,) = gen.propose(instance(repo), plan(), repo, set(), [], 1)
+    assert len(seen) == 2, "the overflowing prompt is asked again"
+    assert words(seen[0]) == full and words(seen[1]) <= full - 20
+    assert "return w * h" in candidate.diff
+    assert gen.context_tokens < tight.context_tokens  # later rounds keep the smaller budget
+
+    hopeless = tier([], planner=False, max_new_tokens=20, model={"max_context": 60})
+    use_backend(hopeless.model, ScriptedBackend(hopeless.model, reply=reply))
+    with pytest.raises(ConfigError, match="raise the model's max_context"):
+        LLMGenerator(hopeless).propose(instance(repo), plan(), repo, set(), [], 1)

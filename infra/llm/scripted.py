@@ -1,7 +1,8 @@
 """The ``scripted`` backend: replays given completions, for tests and dry runs.
 
 Replies come from ``options.replies`` in order (``cycle: true`` starts over at the end),
-or from a function passed to the constructor. Token counts are whitespace word counts.
+or from a function passed to the constructor. Token counts are whitespace word counts;
+prompt and reply share ``max_context`` as with a real model.
 Every request it saw is kept in ``requests`` so tests can look at the prompts.
 """
 
@@ -62,12 +63,13 @@ class ScriptedBackend:
                 self.requests.append(r)
                 text = self._text(r)
             words = text.split()
-            finish: Literal["stop", "length"] = "stop"
-            if len(words) > r.max_new_tokens:
-                finish = "length"
-                text = " ".join(words[: r.max_new_tokens])
             prompt = sum(len(m.content.split()) for m in r.messages)
-            done = min(len(words), r.max_new_tokens)
+            room = max(0, min(r.max_new_tokens, self.config.max_context - prompt))
+            finish: Literal["stop", "length"] = "stop"
+            if len(words) > room:  # like a real model: the prompt and reply share the context
+                finish = "length"
+                text = " ".join(words[:room])
+            done = min(len(words), room)
             usage = Usage(
                 prompt_tokens=prompt,
                 completion_tokens=done,

@@ -143,3 +143,36 @@ def build_context(
                 end = lo + len(body) - 1
                 text += f"\n{path} (lines {lo}-{end}):\n```python\n" + "\n".join(body) + "\n```\n"
     return text
+
+
+FUNCTIONS_SHOWN = 2
+LOG_LINES = 20
+
+
+def function_context(instance: Instance, plan: Plan, root: Path, budget_tokens: int) -> str:
+    """The context for whole-function replies (``edit_format: function``): the most
+    suspicious functions, whole (the first one always), then the failing output's last
+    lines in what is left of the budget. Short on purpose: small models echo long
+    structured contexts instead of answering (Qwen2.5-Coder-1.5B did)."""
+    budget = budget_tokens * CHARS_PER_TOKEN
+    best: dict[tuple[str, int, int], float] = {}
+    cache: dict[str, list[str] | None] = {}
+    for s in plan.suspicious:
+        if not in_scope(instance, s.path):
+            continue
+        lines = cache.setdefault(s.path, _read(root, s.path)) or []
+        inner = [sp for sp in _function_spans(lines) if sp[0] <= s.line <= sp[1]]
+        if inner:
+            key = (s.path, *min(inner, key=lambda sp: sp[1] - sp[0]))
+            best[key] = max(best.get(key, s.score), s.score)
+    code = ""
+    for (path, lo, hi), _ in sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:FUNCTIONS_SHOWN]:
+        body = "\n".join((cache[path] or [])[lo - 1 : hi])
+        part = f"\nThe code to fix, from {path}:\n```python\n{body}\n```\n"
+        if code and len(code) + len(part) > budget:
+            break
+        code += part
+    room = min(budget // 3, budget - len(code))
+    log = "\n".join(plan.baseline.log_tail.strip().splitlines()[-LOG_LINES:])
+    log = log[-room:] if room > 0 else ""
+    return (f"The failing tests say:\n```\n{log}\n```\n" if log else "") + code

@@ -24,7 +24,7 @@ from typing import Any
 from patchsmith.adapters.resolve import AdapterUse, resolve_tier
 from patchsmith.config import LLMTier
 from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport, Usage, Verdict
-from patchsmith.errors import ApplyError, EditError
+from patchsmith.errors import ApplyError, ConfigError, EditError
 from patchsmith.infra.llm.config import Sampling
 from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, ModelBackend
 from patchsmith.infra.store import Store
@@ -34,7 +34,12 @@ from patchsmith.tasks.edits.functions import functions_to_diff
 from patchsmith.tasks.edits.malformed import is_malformed, malformed_description
 from patchsmith.tasks.edits.search_replace import blocks_to_diff
 from patchsmith.tasks.llm import critic as llm_critic
-from patchsmith.tasks.llm.context import build_context, in_scope
+from patchsmith.tasks.llm.context import (
+    CHARS_PER_TOKEN,
+    build_context,
+    function_context,
+    in_scope,
+)
 from patchsmith.tasks.llm.models import backend_for, provenance
 from patchsmith.tasks.llm.planner import PROMPTS as PLANNER_PROMPTS
 from patchsmith.tasks.llm.planner import LLMPlan, run_planner
@@ -42,6 +47,7 @@ from patchsmith.tasks.llm.planner import LLMPlan, run_planner
 GENERATOR = "llm"
 FEEDBACK_CHARS = 1500
 PLAN_TOKENS = 384  # a plan is a short JSON object
+MIN_CONTEXT_TOKENS = 32  # below this the prompt shows no code worth answering
 
 
 def edit_to_diff(
@@ -79,9 +85,10 @@ class LLMGenerator:
         self.unpaid = Usage()  # spent on calls not yet charged to a candidate
         self.own_feedback: list[str] = []
         self.shown: list[str] = []  # the files of the last prompt
-        self.system_prompt = (
-            "generator_function_system" if tier.edit_format == "function" else "generator_system"
-        )
+        self.context_tokens = tier.context_tokens  # shrinks when prompts overflow the model
+        self.context_chars = 0  # the last prompt's context
+        form = "generator_function" if tier.edit_format == "function" else "generator"
+        self.system_prompt, self.user_prompt = f"{form}_system", f"{form}_user"
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ propose
@@ -141,11 +148,16 @@ class LLMGenerator:
                 n[-FEEDBACK_CHARS:] for n in notes
             )
             fb += "\n"
+        if self.tier.edit_format == "function":
+            context = function_context(instance, plan, root, self.context_tokens)
+        else:
+            context = build_context(instance, plan, root, self.context_tokens, focus)
+        self.context_chars = len(context)
         return render(
-            "generator_user",
+            self.user_prompt,
             instruction=instance.instruction,
             plan=self.llm_plan.as_text() if self.llm_plan else "",
-            context=build_context(instance, plan, root, self.tier.context_tokens, focus),
+            context=context,
             feedback=fb,
         )
 
@@ -162,22 +174,9 @@ class LLMGenerator:
         k = max(1, min(self.tier.samples, n))
         sampling = self._sampling(k)
         self.shown = list(dict.fromkeys(s.path for s in plan.suspicious))
-        messages = [
-            ChatMessage(role="system", content=render(self.system_prompt)),
-            ChatMessage(role="user", content=self._prompt(instance, plan, root, feedback)),
-        ]
         uses = [self._adapter(self.samples + i) for i in range(k)]
         self.samples += k
-        requests = [
-            ChatRequest(
-                messages=messages,
-                adapter=u.request_name if u else None,
-                max_new_tokens=self.tier.max_new_tokens,
-                sampling=sampling if sampling != self.tier.model.sampling else None,
-            )
-            for u in uses
-        ]
-        completions = backend.complete(requests)
+        completions = self._complete(backend, instance, plan, root, feedback, uses, sampling)
         seen = set(tried)
         out = []
         for use, completion in zip(uses, completions, strict=True):
@@ -190,6 +189,63 @@ class LLMGenerator:
             out.append(candidate)
         return out
 
+    def _complete(
+        self,
+        backend: ModelBackend,
+        instance: Instance,
+        plan: Plan,
+        root: Path,
+        feedback: list[str],
+        uses: list[AdapterUse | None],
+        sampling: Sampling,
+    ) -> list[Completion]:
+        """One batched call; asked again with less context when the prompt left the model
+        no room to answer (no reply token at all), and later rounds keep the smaller budget."""
+        for _ in range(2):
+            system = render(self.system_prompt)
+            user = self._prompt(instance, plan, root, feedback)
+            messages = [
+                ChatMessage(role="system", content=system),
+                ChatMessage(role="user", content=user),
+            ]
+            requests = [
+                ChatRequest(
+                    messages=messages,
+                    adapter=u.request_name if u else None,
+                    max_new_tokens=self.tier.max_new_tokens,
+                    sampling=sampling if sampling != self.tier.model.sampling else None,
+                )
+                for u in uses
+            ]
+            completions = backend.complete(requests)
+            if not self._fit(completions[0].usage.prompt_tokens, len(system) + len(user)):
+                break
+            if any(c.usage.completion_tokens for c in completions):
+                break  # short replies still count; the next round asks with less context
+            for c in completions:  # the refused call's time is still spent
+                self.unpaid = self.unpaid + c.usage
+        return completions
+
+    def _fit(self, prompt_tokens: int, prompt_chars: int) -> bool:
+        """Shrinks the context budget when a prompt of ``prompt_tokens`` overflowed the model's
+        context with the tier's reply budget; True when it did."""
+        limit = self.models.generator.max_context - self.tier.max_new_tokens
+        over = prompt_tokens - limit
+        if over <= 0 or prompt_chars <= 0:
+            return False
+        per_char = prompt_tokens / prompt_chars  # this model's tokens per character
+        cut = int(over / per_char / CHARS_PER_TOKEN * 1.1) + 1
+        budget = min(self.context_tokens, self.context_chars // CHARS_PER_TOKEN) - cut
+        if budget < MIN_CONTEXT_TOKENS:
+            raise ConfigError(
+                f"tier {self.tier.name!r}: the prompt takes {prompt_tokens} tokens and the reply "
+                f"{self.tier.max_new_tokens} more, past the model's max_context "
+                f"{self.models.generator.max_context} even with almost no code shown; raise "
+                "the model's max_context or lower the tier's max_new_tokens"
+            )
+        self.context_tokens = min(self.context_tokens - 1, budget)
+        return True
+
     def _candidate(
         self,
         backend: ModelBackend,
@@ -200,7 +256,7 @@ class LLMGenerator:
         sampling: Sampling,
     ) -> Candidate:
         model = provenance(self.models.generator, backend, [use] if use else [], sampling)
-        prompts = (self.system_prompt, "generator_user")
+        prompts = (self.system_prompt, self.user_prompt)
         model["prompts"] = prompt_hashes(*prompts, *(PLANNER_PROMPTS if self.tier.planner else ()))
         model["edit_format"] = self.tier.edit_format
         model["finish_reason"] = completion.finish_reason
