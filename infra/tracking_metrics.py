@@ -43,6 +43,7 @@ class Stats:
     tokens_in: int = 0
     tokens_out: int = 0
     gpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # in-process model calls
     dollars: float = 0.0
     cost_unknown: bool = False
     attempts_to_success: int = 0
@@ -89,6 +90,14 @@ class Stats:
         return self._ratio(self.gpu_seconds / 3600.0, self.resolved)
 
     @property
+    def tokens_per_success(self) -> float | None:
+        return self._ratio(self.tokens_in + self.tokens_out, self.resolved)
+
+    @property
+    def cpu_seconds_per_success(self) -> float | None:
+        return self._ratio(self.cpu_seconds, self.resolved)
+
+    @property
     def mean_attempts_to_success(self) -> float | None:
         return self._ratio(self.attempts_to_success, self.resolved)
 
@@ -112,6 +121,9 @@ class Stats:
             "tokens_out": self.tokens_out,
             "gpu_hours": self.gpu_seconds / 3600.0,
             "gpu_hours_per_success": self.gpu_hours_per_success,
+            "model_cpu_seconds": self.cpu_seconds,
+            "model_cpu_seconds_per_success": self.cpu_seconds_per_success,
+            "tokens_per_success": self.tokens_per_success,
             "cost_usd": self.cost_usd,
             "cost_per_success_usd": self.cost_per_success_usd,
             "mean_attempts_to_success": self.mean_attempts_to_success,
@@ -133,6 +145,7 @@ def attempt_stats(attempt: Attempt) -> Stats:
         tokens_in=usage.prompt_tokens,
         tokens_out=usage.completion_tokens,
         gpu_seconds=usage.gpu_seconds,
+        cpu_seconds=usage.cpu_seconds,
         dollars=usage.dollars or 0.0,
         cost_unknown=usage.dollars is None,
     )
@@ -182,6 +195,7 @@ def instance_summary(
         "tokens_in": float(usage.prompt_tokens),
         "tokens_out": float(usage.completion_tokens),
         "gpu_seconds": usage.gpu_seconds,
+        "model_cpu_seconds": usage.cpu_seconds,
     }
     if total.attempts:
         metrics["well_formed_edit_rate"] = total.well_formed / total.attempts
@@ -196,6 +210,7 @@ def instance_summary(
         for name in ("attempts", "well_formed", "tested", "regressing", "tokens_in", "tokens_out"):
             metrics[f"{CFG}{cid}.{name}"] = float(getattr(stats, name))
         metrics[f"{CFG}{cid}.gpu_seconds"] = stats.gpu_seconds
+        metrics[f"{CFG}{cid}.cpu_seconds"] = stats.cpu_seconds
         metrics[f"{CFG}{cid}.cost_unknown"] = float(stats.cost_unknown)
         if not stats.cost_unknown:
             metrics[f"{CFG}{cid}.dollars"] = stats.dollars
@@ -249,6 +264,7 @@ class InstanceRecord:
             tokens_in=int(m.get("tokens_in", 0)),
             tokens_out=int(m.get("tokens_out", 0)),
             gpu_seconds=m.get("gpu_seconds", 0.0),
+            cpu_seconds=m.get("model_cpu_seconds", 0.0),
             dollars=m.get("dollars", 0.0),
             cost_unknown="dollars" not in m,
             attempts_to_success=int(m.get("attempts_to_success", 0)) if resolved else 0,
@@ -277,6 +293,7 @@ class InstanceRecord:
                 tokens_in=int(get("tokens_in")),
                 tokens_out=int(get("tokens_out")),
                 gpu_seconds=get("gpu_seconds"),
+                cpu_seconds=get("cpu_seconds"),
                 dollars=get("dollars"),
                 cost_unknown=bool(get("cost_unknown")) or f"{CFG}{cid}.dollars" not in m,
                 attempts_to_success=total.attempts_to_success if get("resolved") else 0,

@@ -324,6 +324,9 @@ class Usage(Value):
     completion_tokens: int = 0
     latency_s: float = 0.0
     gpu_seconds: float = 0.0
+    cpu_seconds: float = Field(
+        default=0.0, description="CPU time of in-process model calls (the process's, shared out)."
+    )
     dollars: float | None = Field(default=0.0, description="None = price unknown.")
 
     def __add__(self, other: Usage) -> Usage:
@@ -335,6 +338,7 @@ class Usage(Value):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             latency_s=self.latency_s + other.latency_s,
             gpu_seconds=self.gpu_seconds + other.gpu_seconds,
+            cpu_seconds=self.cpu_seconds + other.cpu_seconds,
             dollars=dollars,
         )
 

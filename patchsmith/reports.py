@@ -102,7 +102,8 @@ def _usd(stats: Stats, value: float | None) -> str:
 COLUMNS = [
     "scope", "name", "instances", "resolved", "resolved rate", "patch correctness",
     "regressions /1k changes", "well-formed edits", "attempts", "attempts to success",
-    "$ / success", "GPU-h / success", "share solved",
+    "$ / success", "tokens / success", "model CPU-s / success", "GPU-h / success",
+    "share solved",
 ]  # fmt: skip
 
 
@@ -121,6 +122,8 @@ def _cells(row: Row, overall: Stats) -> list[str]:
         str(s.attempts),
         _num(s.mean_attempts_to_success, "{:.1f}"),
         _usd(s, s.cost_per_success_usd),
+        _num(s.tokens_per_success, "{:.0f}"),
+        _num(s.cpu_seconds_per_success, "{:.1f}"),
         _num(s.gpu_hours_per_success, "{:.4f}"),
         _pct(share),
     ]

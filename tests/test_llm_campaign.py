@@ -224,6 +224,7 @@ def test_the_tiny_model_fixes_nothing_but_every_attempt_is_recorded(
     for a in tiny:
         assert a.status in (AttemptStatus.malformed_edit, AttemptStatus.rejected)
         assert a.usage.prompt_tokens > 0 and a.usage.completion_tokens > 0
+        assert a.usage.cpu_seconds > 0  # the in-process model's CPU time, shared out
         assert a.usage.dollars is not None and a.usage.dollars > 0
         assert a.model["id"] == str(model) and a.model["backend"] == "hf"
         assert a.model["attn_implementation"] == "sdpa"

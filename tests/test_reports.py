@@ -33,6 +33,7 @@ LLM_STEP: dict[str, Any] = {
     "gpu_seconds": 360.0,  # $0.20 per attempt
     "tokens_in": 800,
     "tokens_out": 120,
+    "cpu_seconds": 50.0,
 }
 PLANS = {
     "cmp-search": [
@@ -92,6 +93,8 @@ def test_report_numbers_overall_per_tier_and_per_config(experiments: str) -> Non
     assert o.cost_per_success_usd == pytest.approx(0.3)  # 3 LLM attempts x $0.20 / 2
     assert o.gpu_hours_per_success == pytest.approx(0.15)
     assert o.mean_attempts_to_success == pytest.approx(1.5)
+    assert o.tokens_per_success == pytest.approx(3 * 920 / 2)
+    assert o.cpu_seconds_per_success == pytest.approx(75.0)  # 3 LLM attempts x 50 s / 2
     tiers = {r.name: r.stats for r in report.rows if r.scope == "tier"}
     assert {t: (s.attempts, s.resolved) for t, s in tiers.items()} == {
         "search": (3, 1),
@@ -102,6 +105,8 @@ def test_report_numbers_overall_per_tier_and_per_config(experiments: str) -> Non
     assert configs[LLM_LABEL].well_formed_edit_rate == pytest.approx(2 / 3)
     assert configs[LLM_LABEL].cost_per_success_usd == pytest.approx(0.6)
     assert configs["search/mutation"].cost_per_success_usd == 0.0
+    assert configs[LLM_LABEL].cpu_seconds_per_success == pytest.approx(150.0)
+    assert tiers["llm"].tokens_per_success == pytest.approx(3 * 920)
 
     search = campaign_report(experiments, "cmp-search").overall
     assert (search.instances, search.resolved, search.attempts) == (4, 3, 9)
@@ -111,13 +116,14 @@ def test_report_numbers_overall_per_tier_and_per_config(experiments: str) -> Non
 
 def test_table_and_markdown(experiments: str) -> None:
     report = campaign_report(experiments, "cmp-llm")
-    console = Console(record=True, width=250)
+    console = Console(record=True, width=320)
     console.print(render_table(report))
     text = console.export_text()
     assert "search/mutation" in text and LLM_LABEL in text and "66.7%" in text
     md = to_markdown(report)
     assert md.startswith("## patchsmith report — cmp-llm")
     assert "| config | search/mutation |" in md and "| $0.3 |" in md
+    assert "model CPU-s / success" in md and "| 75.0 |" in md
 
 
 def test_compare_writes_markdown_and_png(experiments: str, tmp_path: Path) -> None:

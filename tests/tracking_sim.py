@@ -44,6 +44,7 @@ class Step:
     tokens_in: int = 0
     tokens_out: int = 0
     gpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     prices: Prices | None = None
 
 
@@ -70,6 +71,7 @@ def fake_attempt(instance_id: str, number: int, step: Step, *, diff_lines: int =
         completion_tokens=step.tokens_out,
         latency_s=0.01 if step.model else 0.0,
         gpu_seconds=step.gpu_seconds,
+        cpu_seconds=step.cpu_seconds,
         dollars=price(step.tokens_in, step.tokens_out, step.gpu_seconds, step.prices),
     )
     diff = fake_diff("src/m.py", diff_lines, number)

@@ -174,7 +174,7 @@ class HFBackend:
     def _generate(self, requests: list[ChatRequest], sampling: Sampling) -> list[Completion]:
         import torch
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         tok = self.tokenizer
         prompts = [
             tok.apply_chat_template(
@@ -238,9 +238,10 @@ class HFBackend:
                 lp = logps[row, : len(tokens)].tolist() if logps is not None else []
                 results[i] = (tokens, lp)
         elapsed = time.perf_counter() - started
+        share = (time.process_time() - cpu_started) / len(requests)
         gpu_s = elapsed / len(requests) if self.device == "cuda" else 0.0
         return [
-            self._completion(r, ids[i], *results[i], budgets[i], sampling, elapsed, gpu_s)
+            self._completion(r, ids[i], *results[i], budgets[i], sampling, elapsed, gpu_s, share)
             for i, r in enumerate(requests)
         ]
 
@@ -254,6 +255,7 @@ class HFBackend:
         sampling: Sampling,
         latency: float,
         gpu_s: float,
+        cpu_s: float,
     ) -> Completion:
         tok = self.tokenizer
         finish: Literal["stop", "length"] = "length"
@@ -270,6 +272,7 @@ class HFBackend:
             completion_tokens=len(tokens),
             latency_s=latency,
             gpu_seconds=gpu_s,
+            cpu_seconds=cpu_s,
             dollars=self.config.prices.dollars(len(prompt), len(tokens), gpu_s),
         )
         return Completion(
