@@ -1,7 +1,7 @@
 """Real-model speed on this machine: tokens/s and memory of a catalog model via the hf backend.
 
 For each quantization (fp32 = the converted folder as is, bnb 8-bit, bnb 4-bit nf4 with
-bf16 compute), in a fresh process each (peak RSS is per process): load time, resident
+bf16 or fp32 compute), in a fresh process each (peak RSS is per process): load time, resident
 memory after load, and greedy decode speed for 1 request and for N concurrent requests
 (the backend's micro-batcher puts them in one generate call).
 
@@ -24,6 +24,7 @@ QUANT = {
     "fp32": {"method": "none"},
     "bnb-8bit": {"method": "bnb-8bit"},
     "nf4": {"method": "bnb-4bit", "quant_type": "nf4", "compute_dtype": "bfloat16"},
+    "nf4-fp32": {"method": "bnb-4bit", "quant_type": "nf4", "compute_dtype": "float32"},
 }
 PROMPT = (
     "Fix the bug with a SEARCH/REPLACE block.\n\nmain.py\n```python\n"
