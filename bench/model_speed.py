@@ -1,12 +1,13 @@
 """Real-model speed on this machine: tokens/s and memory of a catalog model via the hf backend.
 
-For each quantization (fp32 = the converted folder as is, bnb 8-bit, bnb 4-bit nf4 with
-bf16 or fp32 compute), in a fresh process each (peak RSS is per process): load time, resident
+For each weights setting (fp32 = the converted folder as is, bf16 = the hf backend's default,
+bnb 8-bit, bnb 4-bit nf4 with bf16 or fp32 compute), in a fresh process each (peak RSS is
+per process): load time, resident
 memory after load, and greedy decode speed for 1 request and for N concurrent requests
 (the backend's micro-batcher puts them in one generate call).
 
     python bench/model_speed.py                                  # qwen2.5-coder-1.5b
-    python bench/model_speed.py --model qwen2.5-coder-0.5b --quant fp32 nf4 --concurrent 8
+    python bench/model_speed.py --model qwen2.5-coder-0.5b --quant bf16 nf4 --concurrent 8
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-QUANT = {
-    "fp32": {"method": "none"},
-    "bnb-8bit": {"method": "bnb-8bit"},
-    "nf4": {"method": "bnb-4bit", "quant_type": "nf4", "compute_dtype": "bfloat16"},
-    "nf4-fp32": {"method": "bnb-4bit", "quant_type": "nf4", "compute_dtype": "float32"},
-}
+QUANT: dict[str, dict[str, Any]] = {  # ModelConfig fields of each row
+    "fp32": {"dtype": "float32"},
+    "bf16": {"dtype": "bfloat16"},
+    "bnb-8bit": {"quantization": {"method": "bnb-8bit"}},
+    "nf4": {"quantization": {"method": "bnb-4bit", "quant_type": "nf4",
+                             "compute_dtype": "bfloat16"}},
+    "nf4-fp32": {"dtype": "float32", "quantization": {"method": "bnb-4bit", "quant_type": "nf4",
+                                                      "compute_dtype": "float32"}},
+}  # fmt: skip
 PROMPT = (
     "Fix the bug with a SEARCH/REPLACE block.\n\nmain.py\n```python\n"
     "def is_even(n):\n    return n % 2 == 1\n```\n"
@@ -39,7 +44,7 @@ def _one(model: str, quant: str, concurrent: int, tokens: int) -> dict[str, floa
 
     t0 = time.monotonic()
     config = ModelConfig.model_validate(
-        {"model": model, "backend": "hf", "device": "cpu", "quantization": QUANT[quant],
+        {"model": model, "backend": "hf", "device": "cpu", **QUANT[quant],
          "options": {"batch_wait_ms": 50}}
     )  # fmt: skip
     backend = backend_for(config)
@@ -48,7 +53,8 @@ def _one(model: str, quant: str, concurrent: int, tokens: int) -> dict[str, floa
     request = ChatRequest(
         messages=[ChatMessage(role="user", content=PROMPT)], max_new_tokens=tokens
     )
-    out: dict[str, float] = {"load_s": loaded, "rss_after_load_mb": rss_mb}
+    footprint = float(getattr(backend, "footprint_mb", 0))
+    out = {"load_s": loaded, "rss_after_load_mb": rss_mb, "footprint_mb": footprint}
     for n in (1, concurrent):
         t1 = time.monotonic()
         with ThreadPoolExecutor(n) as pool:
@@ -86,7 +92,8 @@ def main() -> None:
             continue
         r = json.loads(line[7:])
         print(
-            f"  {quant:<8} load {r['load_s']:5.1f} s  rss {r['rss_after_load_mb']:6.0f} MB "
+            f"  {quant:<8} load {r['load_s']:5.1f} s  model {r['footprint_mb']:6.0f} MB  "
+            f"rss {r['rss_after_load_mb']:6.0f} MB "
             f"(peak {r['peak_rss_mb']:6.0f})  1 request {r['tok_s_1']:5.2f} tok/s  "
             f"{args.concurrent} at once {r[f'tok_s_{args.concurrent}']:5.2f} tok/s  "
             f"threads {r['threads']:.0f}"

@@ -9,7 +9,7 @@ import pytest
 from patchsmith.domain import Instance, Intent, Plan, SuspiciousLine, TestOutcome, TestReport
 from patchsmith.errors import ApplyError, MalformedEdit
 from patchsmith.tasks.edits.diff import apply_diff
-from patchsmith.tasks.edits.functions import functions_to_diff
+from patchsmith.tasks.edits.functions import cut_off, functions_to_diff
 from patchsmith.tasks.llm.context import function_context
 
 SOURCE = '''"""Dates."""
@@ -87,6 +87,40 @@ def test_replies_that_cannot_be_placed_are_refused_with_the_reason(project: Path
         functions_to_diff(project, "x = 1\n", shown)
     with pytest.raises(MalformedEdit, match="changes nothing"):
         functions_to_diff(project, "def free(x):\n    return x\n", ["sched/other.py"])
+
+
+FIXED = """def add_months(day, months):
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, 28))
+"""
+
+
+def test_a_reply_cut_off_by_the_token_limit_keeps_its_complete_functions(project: Path) -> None:
+    # Qwen 1.5B wrote the fix, then went on rewriting the next function until the limit.
+    reply = "```python\n" + FIXED + "\nclass Agenda:\n    def free(self, window):\n        return ["
+    assert cut_off(reply, "length") and not cut_off(reply + "]\n```\n", "length")
+    assert not cut_off(reply, "stop")
+    text = _applied(project, functions_to_diff(project, reply, ["sched/dates.py"], truncated=True))
+    assert "min(day.day, 28)" in text and "    def free(self, window):\n        return []\n" in text
+    # Cut off inside a line that still parses: the unfinished last function is not used.
+    (project / "sched" / "dates.py").write_text(SOURCE)
+    partial = "```python\n" + FIXED + "\ndef free(self, window):\n    return\n"
+    text = _applied(
+        project, functions_to_diff(project, partial, ["sched/dates.py"], truncated=True)
+    )
+    assert "        return []\n" in text
+    with pytest.raises(MalformedEdit, match="cut off before its first function ended"):
+        functions_to_diff(project, "```python\n" + FIXED[:80], ["sched/dates.py"], truncated=True)
+
+
+def test_a_function_with_no_namesake_is_skipped_when_others_apply(project: Path) -> None:
+    # The model rewrote a dataclass as a class with an __init__ the file does not have.
+    reply = "```python\nclass Agenda:\n    def __init__(self):\n        pass\n\n" + (
+        "    def free(self, window):\n        return [window]\n```"
+    )
+    text = _applied(project, functions_to_diff(project, reply, ["sched/dates.py"]))
+    assert "        return [window]\n" in text and "__init__" not in text
 
 
 def _plan(*lines: tuple[str, int, float], log: str = "E   ValueError: day is out of range") -> Plan:

@@ -78,6 +78,8 @@ def test_a_real_small_model_proposes_edits_and_every_reply_is_recorded(
             "gguf": str(src.path(models_root)), "gguf_sha256": src.sha256, "catalog": SMOL,
         }  # fmt: skip
         assert a.model["threads"] == 2 == torch.get_num_threads()
+        # dtype auto is bf16 on CPU too; 135M parameters in bf16 hold well under 1 GiB.
+        assert a.model["dtype"] == "bfloat16" and 100 < a.model["footprint_mb"] < 1024
         assert a.usage.prompt_tokens > 100 and 0 < a.usage.completion_tokens <= 48
         assert a.candidate is not None and a.candidate.generator != "mutation"
     # Converted once, by sha256: the next load reads this folder, not the GGUF file.

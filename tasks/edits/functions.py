@@ -32,12 +32,38 @@ def reply_code(text: str) -> str:
     return "\n".join(blocks) if blocks else text
 
 
-def _parse(code: str) -> ast.Module:
-    code = textwrap.dedent(code)
-    try:
-        return ast.parse(code)
-    except SyntaxError as exc:
-        raise MalformedEdit(f"the reply is not Python (line {exc.lineno}: {exc.msg})") from None
+def cut_off(text: str, finish_reason: str) -> bool:
+    """Whether a reply's code ends where the model was stopped: it hit the token limit
+    with its last fenced block still open (or with no fences at all)."""
+    if finish_reason != "length":
+        return False
+    fences = sum(1 for line in text.splitlines() if line.lstrip().startswith("```"))
+    return fences == 0 or fences % 2 == 1
+
+
+def _parse(code: str, truncated: bool) -> tuple[ast.Module, str]:
+    """The reply's code parsed, and the code parsed. A reply cut off by the token limit
+    (small models often go on rewriting functions they need not have written) keeps its
+    complete leading statements: its last top-level statement may be unfinished even
+    when it parses, so it is dropped, and so is anything after a syntax error; the
+    longest such prefix that parses is used, if it holds a function."""
+    error = "the reply was cut off before its first function ended"
+    if not truncated:
+        try:
+            return ast.parse(code), code
+        except SyntaxError as exc:
+            error = f"the reply is not Python (line {exc.lineno}: {exc.msg})"
+    lines = code.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line[:1].strip() and i > 0]
+    for cut in reversed(starts):
+        prefix = "".join(lines[:cut])
+        try:
+            tree = ast.parse(prefix)
+        except SyntaxError:
+            continue
+        if _defs(tree):
+            return tree, prefix
+    raise MalformedEdit(error)
 
 
 def _start(node: Function) -> int:
@@ -58,12 +84,12 @@ def _segment(lines: list[str], node: Function) -> str:
     return "".join(lines[_start(node) - 1 : node.end_lineno])
 
 
-def _place(name: str, files: dict[str, tuple[str, ast.Module]]) -> tuple[str, Function]:
+def _place(name: str, files: dict[str, tuple[str, ast.Module]]) -> tuple[str, Function] | None:
+    """Where the function ``name`` goes: None if no file shown has it."""
     hits = [(path, node) for path, (_, tree) in files.items()
             for node in _defs(tree) if node.name == name]  # fmt: skip
     if not hits:
-        shown = ", ".join(files) or "none"
-        raise ApplyError(f"function {name!r} is in none of the files shown ({shown})")
+        return None
     if len(hits) > 1:
         where = ", ".join(f"{p}:{n.lineno}" for p, n in hits)
         raise ApplyError(f"function {name!r} is defined {len(hits)} times ({where}): ambiguous")
@@ -95,10 +121,16 @@ def _after_docstring(tree: ast.Module) -> int:
     return (first.end_lineno or 0) if doc and first is not None else 0
 
 
-def functions_to_diff(root: Path, text: str, likely: Sequence[str]) -> str:
-    """The diff that puts the reply's functions in place of their namesakes in ``likely``."""
-    code = textwrap.dedent(reply_code(text))
-    tree = _parse(code)
+def functions_to_diff(
+    root: Path, text: str, likely: Sequence[str], *, truncated: bool = False
+) -> str:
+    """The diff that puts the reply's functions in place of their namesakes in ``likely``.
+
+    ``truncated``: the model was stopped mid-reply (``cut_off``). A function with no
+    namesake in the files (a helper the model invented, a method of a class it rewrote)
+    is skipped when others apply; alone, it is refused with the files it was looked for in.
+    """
+    tree, code = _parse(textwrap.dedent(reply_code(text)), truncated)
     code_lines = code.splitlines(keepends=True)
     functions = _outermost(tree)
     if not functions:
@@ -114,8 +146,13 @@ def functions_to_diff(root: Path, text: str, likely: Sequence[str]) -> str:
             continue
     edits: dict[str, list[tuple[int, int, str]]] = {}
     placed: set[int] = set()
+    unknown: list[str] = []
     for node in functions:
-        path, target = _place(node.name, files)
+        found = _place(node.name, files)
+        if found is None:
+            unknown.append(node.name)
+            continue
+        path, target = found
         if id(target) in placed:
             raise ApplyError(f"function {node.name!r} is written twice in the reply")
         placed.add(id(target))
@@ -128,6 +165,9 @@ def functions_to_diff(root: Path, text: str, likely: Sequence[str]) -> str:
         edits.setdefault(path, []).append(
             (_start(target), target.end_lineno or target.lineno, body)
         )
+    if not edits:
+        shown = ", ".join(files) or "none"
+        raise ApplyError(f"function {unknown[0]!r} is in none of the files shown ({shown})")
     imports = _imports(tree, code_lines)
     changes: dict[str, tuple[str | None, str | None]] = {}
     for path, spans in edits.items():

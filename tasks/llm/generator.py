@@ -30,7 +30,7 @@ from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, Mod
 from patchsmith.infra.store import Store
 from patchsmith.prompts import prompt_hashes, render
 from patchsmith.tasks.edits.diff import parse_diff
-from patchsmith.tasks.edits.functions import functions_to_diff
+from patchsmith.tasks.edits.functions import cut_off, functions_to_diff
 from patchsmith.tasks.edits.malformed import is_malformed, malformed_description
 from patchsmith.tasks.edits.search_replace import blocks_to_diff
 from patchsmith.tasks.llm import critic as llm_critic
@@ -56,13 +56,15 @@ def edit_to_diff(
     text: str,
     likely: Sequence[str] = (),
     form: str = "search_replace",
+    *,
+    truncated: bool = False,
 ) -> str:
     """The normalized diff of a reply; EditError says why there is none. ``likely``: the
     files the prompt showed (where whole functions go; a block naming a missing file may
     mean one of them)."""
     shown = [p for p in likely if in_scope(instance, p)]
     if form == "function":
-        diff = functions_to_diff(root, text, shown)
+        diff = functions_to_diff(root, text, shown, truncated=truncated)
     else:
         diff = blocks_to_diff(root, text, shown)
     outside = [fp.path for fp in parse_diff(diff) if not in_scope(instance, fp.path)]
@@ -264,7 +266,11 @@ class LLMGenerator:
             model["planner"] = {k: v for k, v in self.planner_record.items() if k != "prompts"}
         via = f" via {use.name}@{use.version}" if use and use.version else ""
         try:
-            diff = edit_to_diff(instance, root, completion.text, self.shown, self.tier.edit_format)
+            truncated = cut_off(completion.text, completion.finish_reason)
+            diff = edit_to_diff(
+                instance, root, completion.text, self.shown, self.tier.edit_format,
+                truncated=truncated,
+            )  # fmt: skip
         except EditError as exc:
             reason = str(exc)
             if completion.finish_reason == "length":

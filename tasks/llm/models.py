@@ -82,6 +82,7 @@ def provenance(
     )
     weights = getattr(backend, "source", None)  # hf: the GGUF file and its sha256
     threads = getattr(backend, "threads", None)  # hf: torch's CPU threads
+    loaded = {k: getattr(backend, k) for k in ("dtype", "footprint_mb") if hasattr(backend, k)}
     return {
         "id": config.model,
         **({"weights": weights.provenance()} if weights and weights.provenance() else {}),
@@ -91,6 +92,7 @@ def provenance(
         "quantization": quantization,
         "attn_implementation": getattr(backend, "attn_implementation", config.attn_implementation),
         **({"threads": threads} if isinstance(threads, int) else {}),
+        **loaded,  # hf: the weights' dtype and the loaded model's memory footprint
         "sampling": sampling.model_dump(mode="json"),
     }
 
