@@ -65,6 +65,12 @@ def add_months(day, months):
     assert text.count("def add_months") == 1 and "class Agenda:" in text  # the rest untouched
 
 
+def test_imports_the_file_already_has_or_star_imports_are_not_added(project: Path) -> None:
+    reply = "```python\nfrom datetime import date\nfrom typing import *\n" + FIXED + "```"
+    text = _applied(project, functions_to_diff(project, reply, ["sched/dates.py"]))
+    assert "min(day.day, 28)" in text and text.count("import") == 1
+
+
 def test_a_method_written_as_a_function_is_reindented_and_keeps_its_decorators(
     project: Path,
 ) -> None:

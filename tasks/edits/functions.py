@@ -104,9 +104,24 @@ def _imports(tree: ast.Module, code_lines: list[str]) -> list[str]:
     ]
 
 
+def _bound(node: ast.stmt) -> set[str]:
+    """The names an import binds ("*" for a star import)."""
+    if not isinstance(node, ast.Import | ast.ImportFrom):
+        return set()
+    return {(a.asname or a.name).split(".")[0] for a in node.names}
+
+
 def _with_imports(text: str, tree: ast.Module, new: list[str]) -> str:
-    have = {ast.unparse(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)}
-    missing = [line for line in dict.fromkeys(new) if ast.unparse(ast.parse(line)) not in have]
+    """``text`` with the reply's imports that bind a name the file does not yet import.
+    Small models repeat the file's imports in another form (``from datetime import date``
+    next to ``from datetime import date, timedelta``) or add ``from typing import *``:
+    neither is added (a star import never is)."""
+    have = set().union(*(_bound(n) for n in tree.body))
+    missing = [
+        line for line in dict.fromkeys(new)
+        if "*" not in (names := set().union(*(_bound(n) for n in ast.parse(line).body)))
+        and names - have
+    ]  # fmt: skip
     if not missing:
         return text
     lines = text.splitlines(keepends=True)
