@@ -76,6 +76,7 @@ def hf_adapters(tiny: TinyModel) -> Any:
         ModelConfig(
             model=str(tiny.path),
             device="cpu",
+            dtype="float32",
             adapters=[
                 {"name": "a", "path": str(tiny.adapter_a)},
                 {"name": "b", "path": str(tiny.adapter_b)},
@@ -93,7 +94,9 @@ def hf_plain(tiny: TinyModel) -> Any:
     from patchsmith.infra.llm.config import ModelConfig
 
     return get_backend(
-        ModelConfig(model=str(tiny.path), device="cpu", options={"batch_wait_ms": 50})
+        ModelConfig(
+            model=str(tiny.path), device="cpu", dtype="float32", options={"batch_wait_ms": 50}
+        )
     )
 
 
