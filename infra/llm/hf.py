@@ -105,7 +105,8 @@ class HFBackend:
         )
         # auto = bf16 on CPU too: decoding is memory-bound, and on this project's 2-core
         # AVX2 machines bf16 decodes 2.7x faster than fp32 and 12x faster than bnb nf4
-        # (Qwen2.5-Coder-1.5B: 4.6 vs 1.73 vs 0.39 tok/s; bench/model_speed.py).
+        # (Qwen2.5-Coder-1.5B, one greedy request: 4.6 vs 1.73 vs 0.39 tok/s; rerun with
+        # bench/model_speed.py --quant bf16 fp32 nf4).
         dtype_name = "bfloat16" if config.dtype == "auto" else config.dtype
         self.dtype = dtype_name
         # A catalog name or a GGUF file loads from its converted folder (made once).
