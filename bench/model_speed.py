@@ -2,9 +2,9 @@
 
 For each weights setting (fp32 = the converted folder as is, bf16 = the hf backend's default,
 bnb 8-bit, bnb 4-bit nf4 with bf16 or fp32 compute), in a fresh process each (peak RSS is
-per process): load time, resident
-memory after load, and greedy decode speed for 1 request and for N concurrent requests
-(the backend's micro-batcher puts them in one generate call).
+per process): load time, the model's footprint, resident memory after load, and greedy
+decode speed for 1 request and for N concurrent requests (the backend's micro-batcher puts
+them in one generate call).
 
     python bench/model_speed.py                                  # qwen2.5-coder-1.5b
     python bench/model_speed.py --model qwen2.5-coder-0.5b --quant bf16 nf4 --concurrent 8

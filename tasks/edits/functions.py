@@ -42,7 +42,7 @@ def cut_off(text: str, finish_reason: str) -> bool:
 
 
 def _parse(code: str, truncated: bool) -> tuple[ast.Module, str]:
-    """The reply's code parsed, and the code parsed. A reply cut off by the token limit
+    """The parsed reply and the code it was parsed from. A reply cut off by the token limit
     (small models often go on rewriting functions they need not have written) keeps its
     complete leading statements: its last top-level statement may be unfinished even
     when it parses, so it is dropped, and so is anything after a syntax error; the
