@@ -12,6 +12,7 @@ At this level, the loop and its steps (one hop from ``flows/``):
 | ``generate.py`` | the generator contract and the factory (by tier kind)              |
 | ``critique.py`` | the deterministic verdict on one tested candidate                  |
 | ``policy.py``   | escalation: keep going, next tier, or give up                      |
+| ``slots.py``    | campaign slots, served cheapest tier first (breadth-first cascade) |
 | ``sync.py``     | ``patchsmith sync-tracking``                                       |
 
 Rooms, by capability:

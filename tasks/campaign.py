@@ -16,17 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from patchsmith.config import Campaign
+from patchsmith.adapters.resolve import resolve_tier
+from patchsmith.config import Campaign, LLMTier
 from patchsmith.domain import Attempt, Instance, Outcome, OutcomeStatus, config_hash
-from patchsmith.errors import Interrupted
+from patchsmith.errors import ConfigError, Interrupted
 from patchsmith.infra import models
+from patchsmith.infra.llm.config import ModelConfig
 from patchsmith.infra.sandbox import get_sandbox, resolve_backend, running
 from patchsmith.infra.store import Store
 from patchsmith.infra.tracking import Tracker, make_tracker
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.outputs import OutputWriter
 from patchsmith.progress import emit
+from patchsmith.tasks.llm.models import warm_up
 from patchsmith.tasks.repair import DIRECT, RepairContext, RepairError, Steps, repair
+from patchsmith.tasks.slots import Slots
 
 
 def run_params(campaign: Campaign) -> dict[str, Any]:
@@ -47,7 +51,8 @@ class Session:
     campaign_run_id: str | None
     redo: bool = False
     flow_run_id: str | None = None
-    slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
+    slots: Slots = field(default_factory=lambda: Slots(1))
+    warming: list[threading.Thread] = field(default_factory=list)
 
 
 def open_session(
@@ -91,8 +96,27 @@ def open_session(
         campaign_run_id=run_id,
         redo=redo,
         flow_run_id=flow_run_id,
-        slots=threading.BoundedSemaphore(concurrency or campaign.concurrency),
+        slots=Slots(concurrency or campaign.concurrency),
+        warming=warm_up(_later_models(campaign, store)),
     )
+
+
+def _later_models(campaign: Campaign, store: Store) -> list[ModelConfig]:
+    """The models of the LLM tiers after the first, as their generators will ask for them
+    (with adapters resolved): loading them can overlap the cheaper tiers. A tier whose
+    adapters do not resolve is left out; it reports that itself when it starts."""
+    configs: list[ModelConfig] = []
+    for tier in campaign.tiers[1:]:
+        if not isinstance(tier, LLMTier):
+            continue
+        try:
+            models = resolve_tier(tier, store)
+        except ConfigError:
+            continue
+        configs.append(models.generator)
+        if models.critic is not None:
+            configs.append(models.critic)
+    return configs
 
 
 def work_key(session: Session, instance: Instance) -> str:
@@ -114,7 +138,7 @@ def run_instance(session: Session, instance: Instance, steps: Steps = DIRECT) ->
             outcome = session.writer.add(outcome)
             emit("instance_done", outcome=outcome, skipped=True)
             return outcome
-    with session.slots:
+    with session.slots.hold():
         if running.stop_requested():
             raise Interrupted(f"{instance.instance_id}: not started, the campaign is stopping")
         return _run_fresh(session, instance, key, steps)
@@ -147,7 +171,9 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
     def trace(name: str, attrs: dict[str, Any]) -> AbstractContextManager[Any]:
         return tracker.step(ml_run, name, attributes=attrs)
 
-    ctx = dataclasses.replace(session.ctx, on_attempt=on_attempt, trace=trace)
+    ctx = dataclasses.replace(
+        session.ctx, on_attempt=on_attempt, trace=trace, next_tier=session.slots.requeue
+    )
     error: BaseException | None = None
     try:
         with tracker.step(ml_run, "repair", attributes={"instance_id": instance.instance_id}):
@@ -198,6 +224,9 @@ def close_session(
     ``interrupted``: a stop was requested; the outcomes are those of finished instances, the
     tracking run ends KILLED and the store's campaign run ``interrupted``.
     """
+    if not interrupted:  # a model still loading: let it finish (a stop does not wait)
+        for thread in session.warming:
+            thread.join()
     outcomes = session.writer.outcomes()
     status = campaign_status(outcomes, interrupted=interrupted)
     session.writer.write_summary(session.campaign.name)

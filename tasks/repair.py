@@ -76,6 +76,10 @@ class RepairContext:
     trace: StepTracer = _no_trace
     store: Store | None = None
     envs: Environments | None = None
+    # Called with a tier's index before that tier starts (not before the first): a campaign
+    # gives the instance's slot to cheaper work waiting and returns the seconds it waited
+    # (tasks/slots.py); alone, an instance goes straight on.
+    next_tier: Callable[[int], float] = lambda index: 0.0
 
     def __post_init__(self) -> None:
         if self.envs is None:
@@ -414,11 +418,25 @@ def _repair(
         outcome = _verify(ctx, steps, state, plan, pristine, tier, attempt.candidate, [])
         if outcome is not None:
             return outcome
-    for tier, last in _tiers(ctx.campaign):
+    for index, (tier, last) in enumerate(_tiers(ctx.campaign)):
+        if index:
+            _wait_for_tier(ctx, state, index, tier)
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
         if outcome is not None:
             return outcome
     return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
+
+
+def _wait_for_tier(ctx: RepairContext, state: _State, index: int, tier: Tier) -> None:
+    """Let cheaper tiers of other instances go first; the wait is not this instance's time
+    (its wall budget and duration leave it out), but the reasons say how long it was."""
+    waited = ctx.next_tier(index)
+    _check_stop(state.instance)
+    state.spend.started += waited
+    if waited >= 1:
+        state.reasons.append(
+            f"{tier.name}: waited {waited:.0f}s for a slot while cheaper tiers ran"
+        )
 
 
 def check_environment(ctx: RepairContext, instance: Instance, pristine: Path) -> str | None:

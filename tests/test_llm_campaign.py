@@ -8,6 +8,7 @@ a registered LoRA adapter (it fixes nothing; every attempt must still be recorde
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ import pytest
 from helpers import make_stats_project
 
 from patchsmith.adapters.registry import hash_files, register
+from patchsmith.adapters.resolve import resolve_tier
 from patchsmith.config import Campaign
 from patchsmith.domain import AttemptStatus, OutcomeStatus
 from patchsmith.errors import ConfigError
 from patchsmith.infra.store import Store
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
-from patchsmith.tasks.llm.models import clear_backends
+from patchsmith.tasks.llm.models import cached, clear_backends
 from patchsmith.tasks.repair import DIRECT
 
 pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
@@ -214,6 +216,12 @@ def test_the_tiny_model_fixes_nothing_but_every_attempt_is_recorded(
     }
     c = campaign(project, [SEARCH, llm])
     session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    # The model loads in the background while search runs (adapters resolved as the tier
+    # will ask for them, so the tier finds it built).
+    assert len(session.warming) == 1
+    session.warming[0].join()
+    generator = resolve_tier(c.tiers[1], session.store).generator  # type: ignore[arg-type]
+    assert cached(generator) is not None
     outcome = run_instance(session, c.instances[0], DIRECT)
 
     assert outcome.status == OutcomeStatus.unresolved
@@ -268,3 +276,47 @@ def test_the_last_tier_past_its_budget_gives_up_with_that_reason(
 
     assert outcome.status == OutcomeStatus.unresolved and outcome.attempts == 2
     assert "search: tier attempt budget spent (2/2)" in outcome.reasons[-1]
+
+
+def test_instances_finish_the_cheap_tier_before_any_instance_reaches_the_model(
+    home: Path, tmp_path: Path
+) -> None:
+    """With one slot and three instances, an instance that escalates gives its slot to
+    the instances still waiting for search: every search attempt comes before the first
+    model attempt (a greedy slot would run the first instance's model tier right away)."""
+    project = make_stats_project(tmp_path)
+    llm = {
+        "kind": "llm",
+        "name": "model",
+        "model": {
+            "model": "m",
+            "backend": "scripted",
+            "options": {"replies": ["no"], "cycle": True},
+        },
+        "rounds": 1,
+        "planner": False,
+    }
+    c = campaign(project, [SEARCH, llm]).model_copy(update={"concurrency": 1})
+    first = c.instances[0]
+    c = c.model_copy(
+        update={"instances": [first.model_copy(update={"instance_id": f"i{n}"}) for n in range(3)]}
+    )
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    threads = [
+        threading.Thread(target=run_instance, args=(session, inst, DIRECT)) for inst in c.instances
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    attempts = sorted(
+        (
+            a
+            for inst in c.instances
+            for a in session.store.attempts_for_key(work_key(session, inst))
+        ),
+        key=lambda a: a.started_at,
+    )
+    tiers = [a.tier for a in attempts]
+    assert {a.instance_id for a in attempts if a.tier == "model"} == {"i0", "i1", "i2"}
+    assert tiers == sorted(tiers, key=["search", "model"].index), tiers

@@ -9,6 +9,7 @@ validation error before giving up (the caller records the reply as malformed).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -25,6 +26,8 @@ from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, Mod
 from patchsmith.prompts import render
 
 M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger(__name__)
 
 _backends: dict[str, ModelBackend] = {}
 _building: dict[str, threading.Lock] = {}
@@ -46,6 +49,41 @@ def backend_for(config: ModelConfig) -> ModelBackend:
         with _lock:
             _backends[key] = backend
         return backend
+
+
+def cached(config: ModelConfig) -> ModelBackend | None:
+    """The backend already built for ``config``, if any (nothing is built here)."""
+    with _lock:
+        return _backends.get(config_hash(config))
+
+
+def warm_up(configs: Iterable[ModelConfig]) -> list[threading.Thread]:
+    """Build the in-process (``hf``) backends of ``configs`` in background threads.
+
+    A campaign calls this at its start, so that loading a model (and converting a GGUF the
+    first time, minutes on CPU) overlaps the search tier instead of following it. A backend
+    that fails to build here is only logged: nothing is cached, so the tier that needs it
+    builds it again and fails with the error where it is recorded. Join the threads before
+    the process ends (a conversion is written atomically, but a half-loaded model is waste).
+    """
+    threads: list[threading.Thread] = []
+    seen: set[str] = set()
+    for config in configs:
+        key = config_hash(config)
+        if config.backend != "hf" or key in seen:
+            continue
+        seen.add(key)
+
+        def build(config: ModelConfig = config) -> None:
+            try:
+                backend_for(config)
+            except Exception as exc:  # reported again, and recorded, by the tier that uses it
+                log.warning("loading %s in the background failed: %s", config.model, exc)
+
+        thread = threading.Thread(target=build, name=f"warm-up {config.model}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
 
 
 def use_backend(config: ModelConfig, backend: ModelBackend) -> None:
