@@ -28,7 +28,12 @@ BASE = "__base__"
 class Options(Strict):
     """``options:`` of an hf model."""
 
-    max_batch_size: int = Field(default=16, gt=0, description="Requests per generate call.")
+    max_batch_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per generate call (default: 16 on CUDA, 1 on CPU, where a "
+        "batch decodes slower in total than its requests one after another).",
+    )
     batch_wait_ms: float = Field(
         default=10.0, ge=0, description="How long the first request waits for others to join."
     )
@@ -131,7 +136,7 @@ class HFBackend:
         self.model = self._load_adapters(model)
         self._batcher: MicroBatcher[ChatRequest, Completion] = MicroBatcher(
             self._complete_batch,
-            max_batch=self.options.max_batch_size,
+            max_batch=self.options.max_batch_size or (16 if self.device.startswith("cuda") else 1),
             max_wait_s=self.options.batch_wait_ms / 1000,
         )
 
