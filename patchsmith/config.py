@@ -36,6 +36,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
 
 from patchsmith.domain import (
     Budget,
+    CampaignBudget,
     Environment,
     Instance,
     SandboxConfig,
@@ -201,6 +202,11 @@ class Campaign(Strict):
         "override it); default: patchsmith's interpreter.",
     )
     budget: Budget = Field(default_factory=Budget)
+    campaign_budget: CampaignBudget | None = Field(
+        default=None,
+        description="What the whole run may spend over all instances (tokens, dollars, "
+        "model CPU/GPU-seconds, attempts, wall time); none by default.",
+    )
     tiers: list[Tier] = Field(default_factory=_default_tiers, min_length=1)
     concurrency: int = Field(default=2, gt=0, description="Instances repaired in parallel.")
     screening: Literal["warm", "cold"] = Field(

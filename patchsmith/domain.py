@@ -200,6 +200,28 @@ class Budget(Strict):
     max_wall_s: float = Field(default=600.0, gt=0, description="Wall time per instance.")
     max_tokens: int | None = Field(default=None, description="Model tokens (in+out) at most.")
     max_dollars: float | None = Field(default=None, description="Cost at most.")
+    max_cpu_s: float | None = Field(
+        default=None, gt=0, description="CPU-seconds of in-process model calls at most."
+    )
+    max_gpu_s: float | None = Field(
+        default=None, gt=0, description="GPU-seconds of model calls at most (as servers report)."
+    )
+
+
+class CampaignBudget(Strict):
+    """What the whole campaign may spend, over all its instances (``campaign_budget:``).
+
+    Checked before every candidate and before every model call, like the per-instance
+    budget: once spent, the instances still running give up (reason ``campaign ... budget
+    spent``) and those not started end without work.
+    """
+
+    max_attempts: int | None = Field(default=None, gt=0, description="Candidates tested.")
+    max_wall_s: float | None = Field(default=None, gt=0, description="Wall time of the run.")
+    max_tokens: int | None = Field(default=None, gt=0, description="Model tokens (in+out).")
+    max_dollars: float | None = Field(default=None, gt=0, description="Cost.")
+    max_cpu_s: float | None = Field(default=None, gt=0, description="Model CPU-seconds.")
+    max_gpu_s: float | None = Field(default=None, gt=0, description="Model GPU-seconds.")
 
 
 class TierBudget(Strict):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from patchsmith.config import SearchTier, Tier
-from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport
+from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport, Usage
 from patchsmith.infra.settings import home
 from patchsmith.tasks.llm.generator import LLMGenerator
 from patchsmith.tasks.search import prior
@@ -50,6 +50,15 @@ class Generator(Protocol):
         ``exhausted``, else how far it got. None when it cannot say."""
         ...
 
+    def estimate(self, n: int) -> Usage:
+        """About what the next ``propose(n)`` costs in model usage, at most (zero without a
+        model): the orchestrator does not make a call that would cross a budget."""
+        ...
+
+    def settle(self) -> Usage:
+        """Model usage spent but charged to no candidate so far; handed over once."""
+        ...
+
 
 class SearchGenerator:
     """Tier 0: deterministic mutation search at the most suspicious lines."""
@@ -76,6 +85,12 @@ class SearchGenerator:
         self, plan: Plan, candidate: Candidate, report: TestReport, critique: Critique
     ) -> Critique:
         return critique
+
+    def estimate(self, n: int) -> Usage:
+        return Usage()
+
+    def settle(self) -> Usage:
+        return Usage()
 
     def scope(self, plan: Plan, pristine: Path, *, exhausted: bool) -> str | None:
         census = self.search.census(pristine, plan, tier=self.tier.name)

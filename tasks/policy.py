@@ -1,11 +1,22 @@
-"""Cascade policy: after each tested candidate, keep going, escalate, or give up."""
+"""Cascade policy: after each tested candidate, keep going, escalate, or give up; and before
+each model call, whether it may be made at all.
+
+Three levels of budget bind at once: the instance's (``budget:``), the current tier's share
+of it (``tiers[].budget``) and the whole campaign's (``campaign_budget:``, over every
+instance of the run). Each is checked in the same units (attempts, wall time, tokens,
+dollars, model CPU- and GPU-seconds) by ``over``. A model call is checked *before* it is
+made against what it would add (``Generator.estimate``): a call that would cross a budget is
+not made, so a cap is never overrun by the call that breaks it. Malformed replies, repeats
+and refused calls all count, because their usage is charged to the spend like any other.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
-from patchsmith.domain import Budget, TierBudget, Usage, Verdict
+from patchsmith.domain import Budget, CampaignBudget, TierBudget, Usage, Verdict
 
 
 @dataclass
@@ -20,19 +31,116 @@ class Spend:
         return time.monotonic() - self.started
 
 
-def budget_left(budget: Budget, spend: Spend) -> str | None:
-    """None while within budget, else the reason it is spent."""
-    if spend.attempts >= budget.max_attempts:
-        return f"attempt budget spent ({spend.attempts}/{budget.max_attempts})"
-    if spend.elapsed() >= budget.max_wall_s:
-        return f"wall-time budget spent ({spend.elapsed():.0f}s/{budget.max_wall_s:.0f}s)"
-    tokens = spend.usage.prompt_tokens + spend.usage.completion_tokens
-    if budget.max_tokens is not None and tokens >= budget.max_tokens:
-        return f"token budget spent ({tokens}/{budget.max_tokens})"
-    dollars = spend.usage.dollars
-    if budget.max_dollars is not None and dollars is not None and dollars >= budget.max_dollars:
-        return f"dollar budget spent (${dollars:.4f}/${budget.max_dollars})"
+class Ledger:
+    """What the whole campaign run has spent so far, over all instances (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._spend = Spend(started=self.started)
+
+    def charge(self, usage: Usage, attempts: int = 0) -> None:
+        with self._lock:
+            self._spend.attempts += attempts
+            self._spend.usage = self._spend.usage + usage
+
+    def spend(self) -> Spend:
+        """A snapshot (its clock runs from the campaign's start)."""
+        with self._lock:
+            return Spend(self._spend.started, self._spend.attempts, self._spend.usage)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One level's limits in common units (None: no limit); ``label`` prefixes reasons."""
+
+    label: str = ""
+    attempts: int | None = None
+    wall_s: float | None = None
+    tokens: int | None = None
+    dollars: float | None = None
+    cpu_s: float | None = None
+    gpu_s: float | None = None
+
+    @classmethod
+    def of(cls, budget: Budget | TierBudget | CampaignBudget, label: str = "") -> Limits:
+        return cls(
+            label=label,
+            attempts=budget.max_attempts,
+            wall_s=budget.max_wall_s,
+            tokens=budget.max_tokens,
+            dollars=getattr(budget, "max_dollars", None),
+            cpu_s=getattr(budget, "max_cpu_s", None),
+            gpu_s=getattr(budget, "max_gpu_s", None),
+        )
+
+
+def _tokens(usage: Usage) -> int:
+    return usage.prompt_tokens + usage.completion_tokens
+
+
+def over(limits: Limits, attempts: int, elapsed: float, usage: Usage) -> str | None:
+    """None while within ``limits``, else the reason the first one is spent."""
+    p = limits.label
+    if limits.attempts is not None and attempts >= limits.attempts:
+        return f"{p}attempt budget spent ({attempts}/{limits.attempts})"
+    if limits.wall_s is not None and elapsed >= limits.wall_s:
+        return f"{p}wall-time budget spent ({elapsed:.0f}s/{limits.wall_s:.0f}s)"
+    if limits.tokens is not None and _tokens(usage) >= limits.tokens:
+        return f"{p}token budget spent ({_tokens(usage)}/{limits.tokens})"
+    dollars = usage.dollars
+    if limits.dollars is not None and dollars is not None and dollars >= limits.dollars:
+        return f"{p}dollar budget spent (${dollars:.4f}/${limits.dollars})"
+    if limits.cpu_s is not None and usage.cpu_seconds >= limits.cpu_s:
+        return f"{p}model CPU budget spent ({usage.cpu_seconds:.0f}s/{limits.cpu_s:.0f}s)"
+    if limits.gpu_s is not None and usage.gpu_seconds >= limits.gpu_s:
+        return f"{p}model GPU budget spent ({usage.gpu_seconds:.0f}s/{limits.gpu_s:.0f}s)"
     return None
+
+
+def would_cross(limits: Limits, usage: Usage, call: Usage) -> str | None:
+    """None when a model call costing about ``call`` keeps ``usage`` within ``limits``,
+    else why the call is not made."""
+    p = limits.label
+    need, used = _tokens(call), _tokens(usage)
+    if limits.tokens is not None and need and used + need > limits.tokens:
+        left = limits.tokens - used
+        return f"{p}token budget: the next model call needs about {need}, {left} left; not made"
+    if limits.dollars is not None and call.dollars and usage.dollars is not None:
+        left_d = limits.dollars - usage.dollars
+        if call.dollars > left_d:
+            return (
+                f"{p}dollar budget: the next model call costs about ${call.dollars:.4f}, "
+                f"${left_d:.4f} left; not made"
+            )
+    if limits.cpu_s is not None and call.cpu_seconds:
+        left_s = limits.cpu_s - usage.cpu_seconds
+        if call.cpu_seconds > left_s:
+            return (
+                f"{p}model CPU budget: the next model call needs about {call.cpu_seconds:.0f}s, "
+                f"{left_s:.0f}s left; not made"
+            )
+    if limits.gpu_s is not None and call.gpu_seconds:
+        left_s = limits.gpu_s - usage.gpu_seconds
+        if call.gpu_seconds > left_s:
+            return (
+                f"{p}model GPU budget: the next model call needs about {call.gpu_seconds:.0f}s, "
+                f"{left_s:.0f}s left; not made"
+            )
+    return None
+
+
+def budget_left(budget: Budget, spend: Spend) -> str | None:
+    """None while within the instance's budget, else the reason it is spent."""
+    return over(Limits.of(budget), spend.attempts, spend.elapsed(), spend.usage)
+
+
+def campaign_left(limit: CampaignBudget | None, ledger: Ledger) -> str | None:
+    """None while the campaign is within ``campaign_budget:``, else the reason it is spent."""
+    if limit is None:
+        return None
+    spend = ledger.spend()
+    return over(Limits.of(limit, "campaign "), spend.attempts, spend.elapsed(), spend.usage)
 
 
 @dataclass(frozen=True)
@@ -41,27 +149,60 @@ class TierStart:
 
     at: float
     attempts: int
-    tokens: int
+    usage: Usage
 
     @classmethod
     def of(cls, spend: Spend) -> TierStart:
-        tokens = spend.usage.prompt_tokens + spend.usage.completion_tokens
-        return cls(time.monotonic(), spend.attempts, tokens)
+        return cls(time.monotonic(), spend.attempts, spend.usage)
+
+    def used(self, spend: Spend) -> Usage:
+        """What the tier itself has spent (dollars None when a price is unknown)."""
+        u, s = spend.usage, self.usage
+        return Usage(
+            prompt_tokens=u.prompt_tokens - s.prompt_tokens,
+            completion_tokens=u.completion_tokens - s.completion_tokens,
+            latency_s=u.latency_s - s.latency_s,
+            gpu_seconds=u.gpu_seconds - s.gpu_seconds,
+            cpu_seconds=u.cpu_seconds - s.cpu_seconds,
+            dollars=None if u.dollars is None or s.dollars is None else u.dollars - s.dollars,
+        )
 
 
 def tier_budget_left(limit: TierBudget | None, spend: Spend, start: TierStart) -> str | None:
     """None while the tier is within its share, else the reason it is spent."""
     if limit is None:
         return None
-    attempts = spend.attempts - start.attempts
-    if limit.max_attempts is not None and attempts >= limit.max_attempts:
-        return f"tier attempt budget spent ({attempts}/{limit.max_attempts})"
-    elapsed = time.monotonic() - start.at
-    if limit.max_wall_s is not None and elapsed >= limit.max_wall_s:
-        return f"tier wall-time budget spent ({elapsed:.0f}s/{limit.max_wall_s:.0f}s)"
-    tokens = spend.usage.prompt_tokens + spend.usage.completion_tokens - start.tokens
-    if limit.max_tokens is not None and tokens >= limit.max_tokens:
-        return f"tier token budget spent ({tokens}/{limit.max_tokens})"
+    return over(
+        Limits.of(limit, "tier "),
+        spend.attempts - start.attempts,
+        time.monotonic() - start.at,
+        start.used(spend),
+    )
+
+
+def call_refused(
+    call: Usage,
+    *,
+    budget: Budget,
+    spend: Spend,
+    tier: TierBudget | None,
+    start: TierStart,
+    campaign: CampaignBudget | None,
+    ledger: Ledger,
+) -> tuple[str, str] | None:
+    """Whether a model call costing about ``call`` may be made: None, or the level whose
+    budget it would cross (``instance``, ``tier`` or ``campaign``) and why."""
+    if not (_tokens(call) or call.dollars or call.cpu_seconds or call.gpu_seconds):
+        return None
+    checks: list[tuple[str, Limits, Usage]] = [("instance", Limits.of(budget), spend.usage)]
+    if tier is not None:
+        checks.append(("tier", Limits.of(tier, "tier "), start.used(spend)))
+    if campaign is not None:
+        checks.append(("campaign", Limits.of(campaign, "campaign "), ledger.spend().usage))
+    for level, limits, used in checks:
+        why = would_cross(limits, used, call)
+        if why:
+            return level, why
     return None
 
 

@@ -43,7 +43,16 @@ from patchsmith.tasks.edits.diff import apply_diff
 from patchsmith.tasks.edits.malformed import raise_if_malformed
 from patchsmith.tasks.generate import Generator, make_generator
 from patchsmith.tasks.planning import make_plan
-from patchsmith.tasks.policy import Spend, TierStart, budget_left, decide, tier_budget_left
+from patchsmith.tasks.policy import (
+    Ledger,
+    Spend,
+    TierStart,
+    budget_left,
+    call_refused,
+    campaign_left,
+    decide,
+    tier_budget_left,
+)
 from patchsmith.tasks.testing.precheck import (
     code_key,
     compile_error,
@@ -80,6 +89,9 @@ class RepairContext:
     # gives the instance's slot to cheaper work waiting and returns the seconds it waited
     # (tasks/slots.py); alone, an instance goes straight on.
     next_tier: Callable[[int], float] = lambda index: 0.0
+    # What the campaign has spent over all instances (``campaign_budget:``); shared by the
+    # copies a campaign makes per instance.
+    ledger: Ledger = field(default_factory=Ledger)
 
     def __post_init__(self) -> None:
         if self.envs is None:
@@ -387,7 +399,7 @@ def _check_stop(instance: Instance, cause: BaseException | None = None) -> None:
 def _repair(
     instance: Instance, ctx: RepairContext, steps: Steps, state: _State, prior: Sequence[Attempt]
 ) -> Outcome:
-    spent = budget_left(ctx.campaign.budget, state.spend)
+    spent = budget_left(ctx.campaign.budget, state.spend) or _campaign_spent(ctx)
     if spent:
         state.reasons.append(spent)
         return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.budget)
@@ -423,8 +435,13 @@ def _repair(
             _wait_for_tier(ctx, state, index, tier)
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
         if outcome is not None:
-            return outcome
+            # The tier's unattributed model usage was settled after the outcome was made.
+            return outcome.model_copy(update={"usage": state.spend.usage})
     return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
+
+
+def _campaign_spent(ctx: RepairContext) -> str | None:
+    return campaign_left(ctx.campaign.campaign_budget, ctx.ledger)
 
 
 def _wait_for_tier(ctx: RepairContext, state: _State, index: int, tier: Tier) -> None:
@@ -509,6 +526,26 @@ def _run_tier(
 ) -> Outcome | None:
     """Rounds of one tier. An Outcome ends the instance; None escalates to the next tier."""
     generator = make_generator(tier, ctx.store)
+    try:
+        return _tier_rounds(ctx, steps, state, plan, pristine, tier, last, generator)
+    finally:
+        # Calls whose replies no candidate paid for (repeats) still count, here and in
+        # the campaign's ledger.
+        leftover = generator.settle()
+        state.spend.usage = state.spend.usage + leftover
+        ctx.ledger.charge(leftover)
+
+
+def _tier_rounds(
+    ctx: RepairContext,
+    steps: Steps,
+    state: _State,
+    plan: Plan,
+    pristine: Path,
+    tier: Tier,
+    last: bool,
+    generator: Generator,
+) -> Outcome | None:
     feedback: list[str] = []
     budget = ctx.campaign.budget
 
@@ -534,12 +571,27 @@ def _run_tier(
 
     while True:
         _check_stop(state.instance)
-        spent = budget_left(budget, state.spend)
+        spent = budget_left(budget, state.spend) or _campaign_spent(ctx)
         if spent:
             return give_up(spent, exhausted=False)
         if not last and tier_spent():
             return None
         room = budget.max_attempts - state.spend.attempts
+        refused = call_refused(
+            generator.estimate(min(tier.batch, room)),
+            budget=budget,
+            spend=state.spend,
+            tier=tier.budget,
+            start=start,
+            campaign=ctx.campaign.campaign_budget,
+            ledger=ctx.ledger,
+        )
+        if refused:
+            level, why = refused
+            if level == "tier" and not last:  # the tier's share: the next tier may go on
+                state.reasons.append(f"{tier.name}: {why}")
+                return None
+            return give_up(f"{tier.name}: {why}", exhausted=False)
         with ctx.trace("generate", {"tier": tier.name}):
             round_ = steps.generate(
                 generator,
@@ -567,6 +619,8 @@ def _run_tier(
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
             if verdict == Verdict.give_up:
                 return give_up(why, exhausted=False)
+            if spent := _campaign_spent(ctx):  # other instances spend it too
+                return give_up(spent, exhausted=False)
             if tier_budget_left(tier.budget, state.spend, start):
                 break  # the round's other candidates wait: escalate (or, last, give up)
         if last and (over := tier_budget_left(tier.budget, state.spend, start)):
@@ -678,6 +732,7 @@ def _record(
     state.number += 1
     state.spend.attempts += 1
     state.spend.usage = state.spend.usage + usage
+    ctx.ledger.charge(usage, attempts=1)
     ctx.on_attempt(
         Attempt(
             instance_id=state.instance.instance_id,

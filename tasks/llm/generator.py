@@ -89,6 +89,8 @@ class LLMGenerator:
         self.shown: list[str] = []  # the files of the last prompt
         self.context_tokens = tier.context_tokens  # shrinks when prompts overflow the model
         self.context_chars = 0  # the last prompt's context
+        self.prompt_tokens = 0  # the last request's prompt, in the model's tokens
+        self.seconds_per_token: tuple[float, float] | None = None  # CPU, GPU, per reply token
         form = "generator_function" if tier.edit_format == "function" else "generator"
         self.system_prompt, self.user_prompt = f"{form}_system", f"{form}_user"
         self._lock = threading.Lock()
@@ -115,6 +117,39 @@ class LLMGenerator:
                 self.rounds += 1
                 out = self._round(backend, instance, plan, pristine, tried, feedback, n)
             return out
+
+    def estimate(self, n: int) -> Usage:
+        """About what the next ``propose(n)`` asks of the model: each request's prompt (the
+        last one's size, else the context budget and the prompts' text) plus a full reply,
+        the planner's call when it is still to come, and model seconds at the rate the
+        earlier replies took (unknown before the first)."""
+        if self.rounds >= self.tier.rounds:
+            return Usage()
+        k = max(1, min(self.tier.samples, n))
+        prompt = self.prompt_tokens
+        if not prompt:  # before the first call: the context budget and the prompts' text
+            blank = dict.fromkeys(("instruction", "plan", "context", "feedback"), "")
+            template = len(render(self.system_prompt)) + len(render(self.user_prompt, **blank))
+            prompt = self.context_tokens + template // CHARS_PER_TOKEN
+        prompt_tokens, completion_tokens = k * prompt, k * self.tier.max_new_tokens
+        if self.tier.planner and self.planner_record is None:
+            prompt_tokens += prompt
+            completion_tokens += min(PLAN_TOKENS, self.tier.max_new_tokens)
+        cpu_s, gpu_s = self.seconds_per_token or (0.0, 0.0)
+        prices = self.models.generator.prices
+        return Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cpu_seconds=cpu_s * completion_tokens,
+            gpu_seconds=gpu_s * completion_tokens,
+            dollars=prices.dollars(prompt_tokens, completion_tokens, gpu_s * completion_tokens),
+        )
+
+    def settle(self) -> Usage:
+        """Usage of calls no candidate was charged for (replies that repeated a tried edit
+        at the end of the tier); handed over once, so that it still counts."""
+        unpaid, self.unpaid = self.unpaid, Usage()
+        return unpaid
 
     def _adapter(self, i: int) -> AdapterUse | None:
         uses = self.models.adapters
@@ -220,6 +255,7 @@ class LLMGenerator:
                 for u in uses
             ]
             completions = backend.complete(requests)
+            self._observe(completions)
             if not self._fit(completions[0].usage.prompt_tokens, len(system) + len(user)):
                 break
             if any(c.usage.completion_tokens for c in completions):
@@ -227,6 +263,15 @@ class LLMGenerator:
             for c in completions:  # the refused call's time is still spent
                 self.unpaid = self.unpaid + c.usage
         return completions
+
+    def _observe(self, completions: list[Completion]) -> None:
+        """Remember the prompt's size and the model seconds per reply token (estimates)."""
+        self.prompt_tokens = max(c.usage.prompt_tokens for c in completions)
+        out = sum(c.usage.completion_tokens for c in completions)
+        if out:
+            cpu = sum(c.usage.cpu_seconds for c in completions) / out
+            gpu = sum(c.usage.gpu_seconds for c in completions) / out
+            self.seconds_per_token = (cpu, gpu)
 
     def _fit(self, prompt_tokens: int, prompt_chars: int) -> bool:
         """Shrinks the context budget when a prompt of ``prompt_tokens`` overflowed the model's

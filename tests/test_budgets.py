@@ -1,0 +1,172 @@
+"""Budgets the orchestrator enforces: per instance, per tier, per campaign, and before each
+model call (real sandbox, store and workspaces; scripted models that keep their requests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import make_stats_project
+
+from patchsmith.config import Campaign
+from patchsmith.domain import Budget, CampaignBudget, GiveUp, OutcomeStatus, Usage
+from patchsmith.infra.llm.config import ModelConfig
+from patchsmith.infra.llm.scripted import ScriptedBackend
+from patchsmith.tasks.campaign import open_session, run_instance, work_key
+from patchsmith.tasks.llm.models import clear_backends, use_backend
+from patchsmith.tasks.policy import Ledger, Limits, Spend, TierStart, call_refused, over
+from patchsmith.tasks.repair import DIRECT
+
+pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+
+FIX = """stats.py
+<<<<<<< SEARCH
+    return f"n={len(values)} mean={mean(values):.2f}"
+=======
+    ordered = sorted(values)
+    return f"n={len(values)} mean={mean(values):.2f} median={ordered[len(ordered) // 2]}"
+>>>>>>> REPLACE
+"""
+WRONG = """stats.py
+<<<<<<< SEARCH
+    return f"n={len(values)} mean={mean(values):.2f}"
+=======
+    return f"n={len(values)} mean={mean(values):.3f}"
+>>>>>>> REPLACE
+"""
+SEARCH = {"kind": "search", "top_lines": 3, "max_order": 1, "widen": False}
+
+
+@pytest.fixture(autouse=True)
+def fresh_backends() -> Iterator[None]:
+    clear_backends()
+    yield
+    clear_backends()
+
+
+def scripted(name: str, replies: list[str], **tier: Any) -> tuple[dict[str, Any], ScriptedBackend]:
+    """An LLM tier on a scripted model, and that model (it keeps every request it got)."""
+    model = {"model": name, "backend": "scripted", "options": {"replies": replies, "cycle": True}}
+    backend = ScriptedBackend(ModelConfig.model_validate(model))
+    use_backend(backend.config, backend)
+    return {"kind": "llm", "name": name, "model": model, "planner": False, **tier}, backend
+
+
+def campaign(project: Path, tiers: list[dict[str, Any]], **extra: Any) -> Campaign:
+    data: dict[str, Any] = {
+        "name": "budgets",
+        "instances": [
+            {
+                "id": "stats-describe",
+                "repo": str(project),
+                "test_cmd": "python -m pytest -q tests/test_describe.py",
+            }
+        ],
+        "sandbox": {"timeout_s": 60, "env": {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}},
+        "budget": {"max_attempts": 20, "max_wall_s": 120},
+        "tiers": tiers,
+        **extra,
+    }
+    return Campaign.model_validate(data)
+
+
+def test_a_model_call_that_would_cross_the_token_budget_is_not_made(
+    home: Path, tmp_path: Path
+) -> None:
+    tier, backend = scripted("coder", [FIX], rounds=1)
+    c = campaign(
+        make_stats_project(tmp_path),
+        [tier],
+        budget={"max_attempts": 20, "max_wall_s": 120, "max_tokens": 50},
+    )
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    assert backend.requests == []  # the fix was one call away, but the call did not fit
+    assert outcome.status == OutcomeStatus.unresolved and outcome.give_up == GiveUp.budget
+    assert "coder: token budget: the next model call needs about" in outcome.reasons[-1]
+    assert "50 left; not made" in outcome.reasons[-1]
+    assert outcome.usage.prompt_tokens == 0
+
+
+def test_a_tier_whose_share_cannot_pay_for_a_call_escalates_without_calling(
+    home: Path, tmp_path: Path
+) -> None:
+    small, small_model = scripted("small", [WRONG], rounds=2, budget={"max_tokens": 10})
+    big, big_model = scripted("big", [FIX], rounds=1)
+    c = campaign(make_stats_project(tmp_path), [small, big])
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    assert small_model.requests == [] and len(big_model.requests) == 1
+    assert outcome.status == OutcomeStatus.resolved and outcome.tier == "big"
+    assert any("small: tier token budget: the next model call" in r for r in outcome.reasons)
+
+
+def test_replies_that_no_candidate_paid_for_still_count(home: Path, tmp_path: Path) -> None:
+    """Two samples, the same wrong edit twice: the repeat is not tested, but its tokens
+    are in the instance's spend (and so in its budget)."""
+    tier, backend = scripted("coder", [WRONG], rounds=1, samples=2)
+    c = campaign(make_stats_project(tmp_path), [tier])
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    attempts = session.store.attempts_for_key(work_key(session, c.instances[0]))
+    assert len(backend.requests) == 2 and len(attempts) == 1
+    charged = attempts[0].usage.prompt_tokens
+    assert charged > 0 and outcome.usage.prompt_tokens == 2 * charged
+    assert session.ctx.ledger.spend().usage.prompt_tokens == 2 * charged
+
+
+def test_the_campaign_budget_binds_over_all_instances(home: Path, tmp_path: Path) -> None:
+    project = make_stats_project(tmp_path)
+    c = campaign(project, [SEARCH], campaign_budget={"max_attempts": 2}, concurrency=1)
+    window = c.instances[0].model_copy(
+        update={
+            "instance_id": "stats-window",
+            "test_cmd": "python -m pytest -q tests/test_windows.py",
+        }
+    )
+    c = c.model_copy(update={"instances": [c.instances[0], window]})
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    first = run_instance(session, c.instances[0], DIRECT)
+    second = run_instance(session, window, DIRECT)
+
+    assert first.attempts == 2 and "campaign attempt budget spent (2/2)" in first.reasons[-1]
+    # Search would fix this one, but the campaign has nothing left for it.
+    assert second.status == OutcomeStatus.unresolved and second.attempts == 0
+    assert second.give_up == GiveUp.budget
+    assert second.reasons[-1] == "campaign attempt budget spent (2/2)"
+
+
+def test_model_seconds_and_dollars_are_limits_too() -> None:
+    used = Usage(prompt_tokens=10, cpu_seconds=31.0, gpu_seconds=2.0, dollars=0.5)
+    cpu = Limits.of(Budget(max_cpu_s=30))
+    assert over(cpu, 0, 0.0, used) == "model CPU budget spent (31s/30s)"
+    gpu = Limits.of(CampaignBudget(max_gpu_s=2), "campaign ")
+    assert over(gpu, 0, 0.0, used) == "campaign model GPU budget spent (2s/2s)"
+    assert over(Limits.of(Budget(max_dollars=1.0)), 0, 0.0, used) is None
+
+    # Before a call: the instance's dollars would cross; a call without a price cannot.
+    spend = Spend(usage=used)
+    ledger = Ledger()
+    args: dict[str, Any] = {
+        "spend": spend,
+        "tier": None,
+        "start": TierStart.of(Spend()),
+        "campaign": None,
+        "ledger": ledger,
+    }
+    call = Usage(prompt_tokens=100, dollars=0.6)
+    level, why = call_refused(call, budget=Budget(max_dollars=1.0), **args) or ("", "")
+    assert level == "instance" and "costs about $0.6000, $0.5000 left; not made" in why
+    assert call_refused(call, budget=Budget(max_dollars=1.2), **args) is None
+    ledger.charge(Usage(completion_tokens=950))
+    campaign_cap = CampaignBudget(max_tokens=1000)
+    refused = call_refused(call, budget=Budget(), **{**args, "campaign": campaign_cap})
+    assert refused == (
+        "campaign",
+        "campaign token budget: the next model call needs about 100, 50 left; not made",
+    )
