@@ -14,6 +14,7 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from patchsmith import preflight
 from patchsmith.config import Campaign
 from patchsmith.domain import Attempt, Instance
 
@@ -74,6 +75,10 @@ def campaign_params(campaign: Campaign, config_hash: str) -> dict[str, str]:
         flatten(f"tier.{i}", tier.model_dump(mode="json"), params)
     flatten("sandbox", campaign.sandbox.model_dump(mode="json"), params)
     flatten("budget", campaign.budget.model_dump(mode="json"), params)
+    if campaign.campaign_budget is not None:
+        flatten("campaign_budget", campaign.campaign_budget.model_dump(mode="json"), params)
+    # The worst case before it starts (patchsmith/preflight.py), to compare with the spend.
+    params.update({k: str(v) for k, v in preflight.estimate(campaign).params().items()})
     return params
 
 

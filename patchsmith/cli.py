@@ -70,6 +70,7 @@ def run(
         models.require_all(m.model for m in parsed.model_configs() if m.backend == "hf")
     except PatchsmithError as exc:
         raise fail(str(exc)) from None
+    _print_preflight(parsed)
     stops = Stops()
     try:
         try:
@@ -103,6 +104,38 @@ def run(
     )
     if errors:
         raise typer.Exit(1)
+
+
+def _print_preflight(parsed: Any) -> None:
+    """The campaign's worst case, with the rates this store recorded for its models."""
+    from patchsmith import preflight
+    from patchsmith.infra.store import Store
+
+    try:
+        with Store.open() as store:
+            estimate = preflight.estimate(parsed, store)
+    except PatchsmithError as exc:  # the run reports a store it cannot open itself
+        console.print(f"[yellow]pre-flight without recorded rates:[/yellow] {exc}")
+        estimate = preflight.estimate(parsed)
+    for line in estimate.lines():
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+@app.command()
+def estimate(
+    campaign: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
+) -> None:
+    """Print what a campaign may spend at most (attempts, wall time, model tokens and
+    dollars, model seconds per call as recorded here) without running it."""
+    from patchsmith.config import load_campaign
+    from patchsmith.infra.settings import configure
+
+    configure()
+    try:
+        parsed = load_campaign(campaign)
+    except PatchsmithError as exc:
+        raise fail(str(exc)) from None
+    _print_preflight(parsed)
 
 
 def _run_flow(

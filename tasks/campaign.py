@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchsmith import pyast
 from patchsmith.adapters.resolve import resolve_tier
 from patchsmith.config import Campaign, LLMTier
 from patchsmith.domain import Attempt, Instance, Outcome, OutcomeStatus, config_hash
@@ -70,6 +71,7 @@ def open_session(
     """Open the store and tracker, start the campaign records, prepare the output dir.
 
     A catalog model that is not installed stops it here, before any instance starts."""
+    pyast.install()  # instances parse code in parallel threads from here on
     models.require_all(m.model for m in campaign.model_configs() if m.backend == "hf")
     store = store or Store.open(home=home)
     tracker = make_tracker(tracking, home)

@@ -647,6 +647,9 @@ def _try(
     report: TestReport | None = None
     crit: Critique | None = None
     try:
+        # Before the test step, not in it: a malformed reply is an expected ending, not a
+        # failed Prefect task run (which Prefect would log at ERROR).
+        raise_if_malformed(candidate)
         with ctx.trace("sandbox-test", {"candidate": candidate.candidate_id}):
             report = steps.test(ctx, state.instance, plan, pristine, candidate)
         _check_stop(state.instance)

@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from helpers import make_stats_project
+from typer.testing import CliRunner
 
+from patchsmith import preflight
+from patchsmith.cli import app
 from patchsmith.config import Campaign
 from patchsmith.domain import Budget, CampaignBudget, GiveUp, OutcomeStatus, Usage
 from patchsmith.infra.llm.config import ModelConfig
@@ -55,7 +59,11 @@ def scripted(name: str, replies: list[str], **tier: Any) -> tuple[dict[str, Any]
 
 
 def campaign(project: Path, tiers: list[dict[str, Any]], **extra: Any) -> Campaign:
-    data: dict[str, Any] = {
+    return Campaign.model_validate(campaign_data(project, tiers, **extra))
+
+
+def campaign_data(project: Path, tiers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
         "name": "budgets",
         "instances": [
             {
@@ -69,7 +77,6 @@ def campaign(project: Path, tiers: list[dict[str, Any]], **extra: Any) -> Campai
         "tiers": tiers,
         **extra,
     }
-    return Campaign.model_validate(data)
 
 
 def test_a_model_call_that_would_cross_the_token_budget_is_not_made(
@@ -170,3 +177,54 @@ def test_model_seconds_and_dollars_are_limits_too() -> None:
         "campaign",
         "campaign token budget: the next model call needs about 100, 50 left; not made",
     )
+
+
+def _llm_tier(rounds: int, **model: Any) -> dict[str, Any]:
+    return {
+        "kind": "llm",
+        "name": "coder",
+        "model": {"model": "coder", "backend": "scripted", **model},
+        "rounds": rounds,
+        "samples": 2,
+        "planner": False,
+        "context_tokens": 200,
+        "max_new_tokens": 50,
+    }
+
+
+def test_the_preflight_worst_case_scales_with_the_tiers_and_stops_at_the_budgets(
+    tmp_path: Path,
+) -> None:
+    project = make_stats_project(tmp_path)
+    priced = {"prices": {"per_1k_completion": 2.0}}
+    one = preflight.estimate(campaign(project, [SEARCH, _llm_tier(1, **priced)]))
+    two = preflight.estimate(campaign(project, [SEARCH, _llm_tier(2, **priced)]))
+    assert one.tiers[0].requests == 2 and two.tiers[0].requests == 4
+    assert two.tokens == 2 * one.tokens and one.tokens > 2 * (200 + 50)  # prompts and replies
+    assert two.dollars == pytest.approx(4 * 50 / 1000 * 2.0)  # only replies are priced
+    assert one.attempts == 20 and one.wall_s == 120
+    capped = preflight.estimate(
+        campaign(project, [_llm_tier(2)], campaign_budget={"max_tokens": 123, "max_attempts": 7})
+    )
+    assert capped.tokens == 123 and capped.attempts == 7 and capped.dollars is None
+    assert any("price unknown" in line for line in capped.lines())
+
+
+def test_the_preflight_gives_the_rates_this_store_recorded(home: Path, tmp_path: Path) -> None:
+    tier, _backend = scripted("coder", [WRONG, WRONG.replace(".3f", ".4f")], rounds=2)
+    data = campaign_data(make_stats_project(tmp_path), [tier])
+    c = Campaign.model_validate(data)
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    run_instance(session, c.instances[0], DIRECT)
+    attempts = session.store.attempts_for_key(work_key(session, c.instances[0]))
+    calls = [a for a in attempts if a.usage.completion_tokens]
+    assert len(calls) == 2
+
+    estimate = preflight.estimate(c, session.store).tiers[0]
+    assert estimate.recorded == 2
+    mean = sum(a.usage.prompt_tokens + a.usage.completion_tokens for a in calls) / 2
+    assert estimate.tokens_expected == pytest.approx(mean)
+    (tmp_path / "campaign.yaml").write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["estimate", str(tmp_path / "campaign.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "2 recorded calls" in result.output and "pre-flight: 1 instance(s)" in result.output

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from tracking_sim import Step, run_fake_instance
 
+from patchsmith import preflight
 from patchsmith.config import Campaign, SearchTier
 from patchsmith.domain import AttemptStatus, Instance, OutcomeStatus, config_hash
 from patchsmith.infra.tracking import NullTracker, Prices, make_tracker, price
@@ -102,6 +103,8 @@ def test_lifecycle_records_params_metrics_artifacts_and_traces(tracker, tmp_path
     params = camp.data.params
     assert params["tiers"] == "search" and params["sandbox.backend"] == "auto"
     assert params["config_hash"] == config_hash(campaign) and "patchsmith_version" in params
+    worst = preflight.estimate(campaign)  # the pre-flight worst case, before any work
+    assert params["preflight_max_attempts"] == str(worst.attempts) == "400"
     m = camp.data.metrics
     assert m["instances"] == 2 and m["resolved_rate"] == 0.5
     assert m["patch_correctness_rate"] == 1.0

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from patchsmith.config import Campaign
-from patchsmith.domain import Attempt, Instance, Outcome, config_hash
+from patchsmith.domain import Attempt, Instance, Outcome, Usage, config_hash
 from patchsmith.errors import StoreError
 from patchsmith.infra.store import registry
 from patchsmith.infra.store.codec import (
@@ -290,6 +290,22 @@ class Store:
             return out
 
         return self._read("generator_attempts", go)
+
+    def model_usage(self, model_id: str) -> tuple[int, Usage]:
+        """(attempts, summed usage) of every recorded attempt of ``model_id`` (pre-flight
+        rates: tokens and model seconds per call as this machine ran them)."""
+        stmt = select(AttemptRow.payload).where(AttemptRow.model_id == model_id)
+
+        def go(session: Session) -> tuple[int, Usage]:
+            count, total = 0, Usage()
+            for (payload,) in session.execute(stmt):
+                usage = Usage.model_validate((payload or {}).get("usage") or {})
+                if usage.completion_tokens:  # not a verify-only run, which reuses a reply
+                    count += 1
+                    total = total + usage
+            return count, total
+
+        return self._read("model_usage", go)
 
     def _attempts(self, what: str, where: Any) -> list[Attempt]:
         stmt = (
