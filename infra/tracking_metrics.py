@@ -205,6 +205,9 @@ def instance_summary(
         )
     if usage.dollars is not None:
         metrics["dollars"] = usage.dollars
+    for tier, values in outcome.signals.items():  # the LLM tiers' escalation signals
+        for name, value in values.items():
+            metrics[f"signal.{tier}.{name}"] = value
     winner = config_id(model_config(account.accepted)) if account.accepted and resolved else None
     for cid, stats in account.by_config.items():
         for name in ("attempts", "well_formed", "tested", "regressing", "tokens_in", "tokens_out"):

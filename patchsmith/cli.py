@@ -375,6 +375,59 @@ def sync_tracking_cmd() -> None:
         raise typer.Exit(1)
 
 
+@app.command("tune-cascade")
+def tune_cascade() -> None:
+    """Fit escalation rules (a tier's escalate:) from the store's recorded outcomes: a
+    logistic regression over each LLM tier's first-round signals, with its leave-one-out
+    accuracy, and per signal the threshold that best tells the tiers that got there."""
+    import yaml
+
+    from patchsmith.infra.settings import configure
+    from patchsmith.infra.store import Store
+    from patchsmith.tasks import cascade_fit
+
+    home = configure()
+    try:
+        with Store.open(home=home) as store:
+            samples = cascade_fit.store_samples(store)
+    except PatchsmithError as exc:
+        raise fail(str(exc)) from None
+    if not samples:
+        raise fail(
+            "no outcomes with first-round LLM-tier signals in the store yet: run a campaign "
+            "with an LLM tier first",
+            1,
+        )
+    result = cascade_fit.fit(samples)
+    loo = "n/a (needs 4+ samples of both kinds)"
+    if result.loo_accuracy is not None:
+        loo = f"{result.loo_accuracy:.0%}"
+    console.print(
+        f"{result.samples} tier runs, {result.positives} resolved by that tier; "
+        f"logistic regression leave-one-out accuracy {loo} "
+        f"(always the majority: {result.majority_accuracy:.0%})",
+        soft_wrap=True,
+    )
+    view = Table(title="first-round signal → the tier resolves")
+    for col in ("signal", "weight", "best threshold", "rule", "accuracy"):
+        view.add_column(col)
+    for stump in result.stumps:
+        view.add_row(
+            stump.signal,
+            f"{result.weights[stump.signal]:+.3f}",
+            f"{stump.threshold:g}",
+            stump.rule,
+            f"{stump.accuracy:.0%}",
+        )
+    console.print(view)
+    rules = result.rules()
+    if not rules:
+        console.print("no single signal beats the majority baseline: no rule suggested")
+        return
+    console.print("suggested for the tier (campaign YAML):")
+    console.print(yaml.safe_dump({"escalate": rules}, sort_keys=False), highlight=False)
+
+
 @app.command("tune-search")
 def tune_search(
     out: Annotated[

@@ -112,6 +112,32 @@ class CriticConfig(Strict):
     max_new_tokens: int = Field(default=256, gt=0, description="Verdict length at most.")
 
 
+class EscalateRules(Strict):
+    """When an LLM tier hands over early (each unset rule is off). Checked after every
+    attempt of the tier; the first rule that holds escalates (the last tier gives up)."""
+
+    min_replies: int = Field(
+        default=2, ge=1, description="Replies seen before the rate and log-prob rules apply."
+    )
+    malformed_rate: float | None = Field(
+        default=None, gt=0, le=1, description="Share of replies that were not a usable edit."
+    )
+    min_logprob: float | None = Field(
+        default=None, lt=0, description="Mean token log-probability of the replies below this."
+    )
+    repeats: int | None = Field(
+        default=None, ge=1, description="Replies that repeated an edit already tried."
+    )
+    critic_rejections: int | None = Field(
+        default=None, ge=1, description="Candidates the tier's LLM critic rejected."
+    )
+    stale_rounds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Rounds in a row in which no candidate fixed more target tests than before.",
+    )
+
+
 class LLMTier(Strict):
     """An LLM tier: plan → SEARCH/REPLACE edits → optional LLM critic, over a few rounds."""
 
@@ -133,6 +159,11 @@ class LLMTier(Strict):
         default=None, description="This tier's share of the budget; past it, escalate."
     )
     rounds: int = Field(default=3, ge=1, description="Rounds (with feedback) before escalating.")
+    escalate: EscalateRules | None = Field(
+        default=None,
+        description="Escalate before the rounds are used up, on cheap signals that the tier "
+        "is not getting there (see EscalateRules; `patchsmith tune-cascade` fits them).",
+    )
     planner: bool = Field(default=True, description="Ask the model for a plan first.")
     critic: CriticConfig | None = Field(default=None, description="LLM critic, if any.")
     context_tokens: int = Field(

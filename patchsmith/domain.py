@@ -454,6 +454,7 @@ class GiveUp(StrEnum):
     baseline_cannot_start = "baseline-cannot-start"  # a program the command runs is missing
     baseline_no_outcomes = "baseline-no-outcomes"  # the baseline reported no test at all
     environment = "environment"  # the environment failed to build or the command to start
+    signals = "signals"  # the last tier stopped early on its escalation rules (see reasons)
     error = "error"  # an unexpected error (see the reasons)
 
 
@@ -472,6 +473,12 @@ class Outcome(Value):
         default=None,
         description="Why an unresolved or failed instance ended (see GiveUp); the reasons "
         "say the details: the scope searched, the share of it tried.",
+    )
+    signals: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per LLM tier it reached, the escalation signals (replies, malformed, "
+        "mean log-prob, repeats, critic rejections, stale rounds) after its first round "
+        "(keys first_*) and when it ended: what `patchsmith tune-cascade` fits.",
     )
 
 

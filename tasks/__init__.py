@@ -14,6 +14,7 @@ At this level, the loop and its steps (one hop from ``flows/``):
 | ``policy.py``   | escalation: keep going, next tier, or give up                      |
 | ``slots.py``    | campaign slots, served cheapest tier first (breadth-first cascade) |
 | ``sync.py``     | ``patchsmith sync-tracking``                                       |
+| ``cascade_fit.py`` | ``patchsmith tune-cascade``: escalation rules from outcomes     |
 
 Rooms, by capability:
 

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 class Generator(Protocol):
     """Proposes up to ``n`` new candidates for an instance."""
 
+    repeats: int
+    """Proposals that repeated a candidate already tried (an escalation signal)."""
+
     def propose(
         self,
         instance: Instance,
@@ -65,6 +68,7 @@ class SearchGenerator:
 
     def __init__(self, tier: SearchTier) -> None:
         self.tier = tier
+        self.repeats = 0  # search never proposes a tried candidate
         table, self.prior_source = prior.resolve(tier.prior, home())
         self.search = MutationSearch(
             max_order=tier.max_order, top_lines=tier.top_lines, prior=table, widen=tier.widen

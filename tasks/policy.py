@@ -16,7 +16,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from patchsmith.domain import Budget, CampaignBudget, TierBudget, Usage, Verdict
+from patchsmith.config import EscalateRules
+from patchsmith.domain import (
+    Attempt,
+    AttemptStatus,
+    Budget,
+    CampaignBudget,
+    TierBudget,
+    Usage,
+    Verdict,
+)
 
 
 @dataclass
@@ -203,6 +212,95 @@ def call_refused(
         why = would_cross(limits, used, call)
         if why:
             return level, why
+    return None
+
+
+@dataclass
+class TierSignals:
+    """Cheap signals of how an LLM tier is doing, from its attempts (see EscalateRules)."""
+
+    replies: int = 0
+    malformed: int = 0
+    logprob_sum: float = 0.0
+    logprob_n: int = 0
+    repeats: int = 0
+    critic_rejections: int = 0
+    rounds: int = 0
+    best_fixed: int = 0
+    stale_rounds: int = 0
+    first: dict[str, float] | None = None  # as they stood after the first round
+    _round_best: int = 0
+
+    def observe(self, attempt: Attempt) -> None:
+        self.replies += 1
+        if attempt.status == AttemptStatus.malformed_edit:
+            self.malformed += 1
+        elif attempt.candidate is not None and attempt.candidate.score:
+            self.logprob_sum += attempt.candidate.score
+            self.logprob_n += 1
+        critic = (attempt.candidate.model if attempt.candidate else {}).get("critic") or {}
+        if (critic.get("verdict") or {}).get("verdict") == "reject":
+            self.critic_rejections += 1
+        fixed = len(attempt.critique.fixed) if attempt.critique else 0
+        self._round_best = max(self._round_best, fixed)
+
+    def end_round(self, repeats: int) -> None:
+        self.repeats = repeats
+        self.rounds += 1
+        if self._round_best > self.best_fixed:
+            self.best_fixed, self.stale_rounds = self._round_best, 0
+        else:
+            self.stale_rounds += 1
+        self._round_best = 0
+        if self.first is None:
+            self.first = self.values()
+
+    def mean_logprob(self) -> float | None:
+        return self.logprob_sum / self.logprob_n if self.logprob_n else None
+
+    def values(self) -> dict[str, float]:
+        out = {
+            "replies": float(self.replies),
+            "malformed_rate": self.malformed / self.replies if self.replies else 0.0,
+            "repeats": float(self.repeats),
+            "critic_rejections": float(self.critic_rejections),
+            "rounds": float(self.rounds),
+            "best_fixed": float(max(self.best_fixed, self._round_best)),
+            "stale_rounds": float(self.stale_rounds),
+        }
+        if (lp := self.mean_logprob()) is not None:
+            out["mean_logprob"] = lp
+        return out
+
+    def record(self) -> dict[str, float]:
+        """What the outcome keeps: the signals now, and after the first round (first_*)."""
+        first = {f"first_{k}": v for k, v in (self.first or {}).items()}
+        return {**self.values(), **first}
+
+
+def early_escalation(rules: EscalateRules | None, s: TierSignals) -> str | None:
+    """None to go on, else which rule says the tier is not getting there."""
+    if rules is None:
+        return None
+    if s.replies >= rules.min_replies:
+        rate = s.malformed / s.replies
+        if rules.malformed_rate is not None and rate >= rules.malformed_rate:
+            return (
+                f"{s.malformed} of {s.replies} replies malformed "
+                f"({rate:.0%} >= {rules.malformed_rate:.0%})"
+            )
+        lp = s.mean_logprob()
+        if rules.min_logprob is not None and lp is not None and lp < rules.min_logprob:
+            return f"mean token log-prob {lp:.2f} < {rules.min_logprob:.2f}"
+    if rules.repeats is not None and s.repeats >= rules.repeats:
+        return f"{s.repeats} replies repeated an edit already tried (limit {rules.repeats})"
+    if rules.critic_rejections is not None and s.critic_rejections >= rules.critic_rejections:
+        return f"the critic rejected {s.critic_rejections} candidate(s)"
+    if rules.stale_rounds is not None and s.stale_rounds >= rules.stale_rounds:
+        return (
+            f"{s.stale_rounds} round(s) without fixing more target tests "
+            f"(best so far: {s.best_fixed})"
+        )
     return None
 
 

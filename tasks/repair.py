@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from patchsmith.config import Campaign, Tier
+from patchsmith.config import Campaign, LLMTier, Tier
 from patchsmith.domain import (
     Attempt,
     AttemptStatus,
@@ -46,11 +46,13 @@ from patchsmith.tasks.planning import make_plan
 from patchsmith.tasks.policy import (
     Ledger,
     Spend,
+    TierSignals,
     TierStart,
     budget_left,
     call_refused,
     campaign_left,
     decide,
+    early_escalation,
     tier_budget_left,
 )
 from patchsmith.tasks.testing.precheck import (
@@ -306,6 +308,8 @@ class _State:
     tried: set[str]
     number: int
     reasons: list[str] = field(default_factory=list)
+    signals: dict[str, TierSignals] = field(default_factory=dict)  # per LLM tier reached
+    last: Attempt | None = None  # the attempt recorded last
 
 
 def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
@@ -316,8 +320,13 @@ def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
         duration_s=round(state.spend.elapsed(), 3),
         reasons=state.reasons,
         usage=state.spend.usage,
+        signals=_signals(state),
         **kw,
     )
+
+
+def _signals(state: _State) -> dict[str, dict[str, float]]:
+    return {name: s.record() for name, s in state.signals.items()}
 
 
 def _tiers(campaign: Campaign) -> Iterator[tuple[Tier, bool]]:
@@ -436,7 +445,9 @@ def _repair(
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
         if outcome is not None:
             # The tier's unattributed model usage was settled after the outcome was made.
-            return outcome.model_copy(update={"usage": state.spend.usage})
+            return outcome.model_copy(
+                update={"usage": state.spend.usage, "signals": _signals(state)}
+            )
     return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
 
 
@@ -559,6 +570,20 @@ def _tier_rounds(
         return _outcome(state, OutcomeStatus.unresolved, tier=tier.name, give_up=code)
 
     start = TierStart.of(state.spend)
+    llm = isinstance(tier, LLMTier)
+    rules = tier.escalate if isinstance(tier, LLMTier) else None
+    signals = state.signals.setdefault(tier.name, TierSignals()) if llm else None
+
+    def early_signal() -> Outcome | Literal["escalate"] | None:
+        """The tier's escalation rules: hand over (the last tier gives up) when one holds."""
+        why = early_escalation(rules, signals) if signals is not None else None
+        if why is None:
+            return None
+        if last:
+            state.reasons.append(f"{tier.name}: stopped early: {why}")
+            return _outcome(state, OutcomeStatus.unresolved, tier=tier.name, give_up=GiveUp.signals)
+        state.reasons.append(f"{tier.name}: escalating early: {why}")
+        return "escalate"
 
     def tier_spent() -> str | None:
         """The tier's own share is spent: escalate (the reason says how far it got)."""
@@ -602,6 +627,10 @@ def _tier_rounds(
                 feedback,
                 min(tier.batch, room),
             )
+        if not round_ and signals is not None:
+            signals.end_round(generator.repeats)
+            if early := early_signal():
+                return None if early == "escalate" else early
         if not round_:
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=True, last_tier=last)
             if verdict == Verdict.escalate:
@@ -613,9 +642,14 @@ def _tier_rounds(
             )
         for candidate in round_:
             _check_stop(state.instance)
+            state.last = None
             outcome = _try(ctx, steps, state, plan, pristine, tier, generator, candidate, feedback)
+            if signals is not None and state.last is not None:
+                signals.observe(state.last)
             if outcome is not None:
                 return outcome
+            if early := early_signal():
+                return None if early == "escalate" else early
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
             if verdict == Verdict.give_up:
                 return give_up(why, exhausted=False)
@@ -623,6 +657,10 @@ def _tier_rounds(
                 return give_up(spent, exhausted=False)
             if tier_budget_left(tier.budget, state.spend, start):
                 break  # the round's other candidates wait: escalate (or, last, give up)
+        if signals is not None:
+            signals.end_round(generator.repeats)
+            if early := early_signal():
+                return None if early == "escalate" else early
         if last and (over := tier_budget_left(tier.budget, state.spend, start)):
             return give_up(f"{tier.name}: {over}", exhausted=False)
 
@@ -736,20 +774,21 @@ def _record(
     state.spend.attempts += 1
     state.spend.usage = state.spend.usage + usage
     ctx.ledger.charge(usage, attempts=1)
-    ctx.on_attempt(
-        Attempt(
-            instance_id=state.instance.instance_id,
-            number=state.number,
-            tier=tier.name,
-            generator=candidate.generator,
-            candidate=candidate,
-            report=report,
-            critique=crit,
-            usage=usage,
-            model=candidate.model,
-            status=status,
-            error=error,
-            started_at=started,
-            duration_s=round(time.monotonic() - t0, 4),
-        )
+    attempt = Attempt(
+        instance_id=state.instance.instance_id,
+        number=state.number,
+        tier=tier.name,
+        generator=candidate.generator,
+        candidate=candidate,
+        report=report,
+        critique=crit,
+        usage=usage,
+        model=candidate.model,
+        status=status,
+        error=error,
+        started_at=started,
+        duration_s=round(time.monotonic() - t0, 4),
     )
+    if not verify:
+        state.last = attempt
+    ctx.on_attempt(attempt)

@@ -18,6 +18,8 @@ from patchsmith.config import Campaign
 from patchsmith.domain import Budget, CampaignBudget, GiveUp, OutcomeStatus, Usage
 from patchsmith.infra.llm.config import ModelConfig
 from patchsmith.infra.llm.scripted import ScriptedBackend
+from patchsmith.infra.store import Store
+from patchsmith.tasks import cascade_fit
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
 from patchsmith.tasks.llm.models import clear_backends, use_backend
 from patchsmith.tasks.policy import Ledger, Limits, Spend, TierStart, call_refused, over
@@ -228,3 +230,96 @@ def test_the_preflight_gives_the_rates_this_store_recorded(home: Path, tmp_path:
     result = CliRunner().invoke(app, ["estimate", str(tmp_path / "campaign.yaml")])
     assert result.exit_code == 0, result.output
     assert "2 recorded calls" in result.output and "pre-flight: 1 instance(s)" in result.output
+
+
+# ------------------------------------------------------------ confidence-gated escalation
+
+
+def test_a_tier_whose_replies_are_malformed_hands_over_early(home: Path, tmp_path: Path) -> None:
+    rules = {"malformed_rate": 0.5, "min_replies": 2}
+    small, small_model = scripted("small", ["I would change it."], rounds=5, escalate=rules)
+    big, _ = scripted("big", [FIX], rounds=1)
+    c = campaign(make_stats_project(tmp_path), [small, big])
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    assert len(small_model.requests) == 2  # of its 5 rounds
+    assert outcome.status == OutcomeStatus.resolved and outcome.tier == "big"
+    assert "small: escalating early: 2 of 2 replies malformed (100% >= 50%)" in outcome.reasons
+    recorded = outcome.signals["small"]
+    assert recorded["malformed_rate"] == 1.0 and recorded["replies"] == 2
+    assert recorded["first_replies"] == 1 and outcome.signals["big"]["best_fixed"] == 1
+    stored = session.store.find_outcome(work_key(session, c.instances[0]))
+    assert stored is not None and stored.signals == outcome.signals
+
+
+@pytest.mark.parametrize(
+    ("rules", "replies", "why"),
+    [
+        ({"repeats": 1}, [WRONG], "1 replies repeated an edit already tried (limit 1)"),
+        (
+            {"stale_rounds": 2},
+            [WRONG, WRONG.replace(".3f", ".4f"), WRONG.replace(".3f", ".5f")],
+            "2 round(s) without fixing more target tests (best so far: 0)",
+        ),
+    ],
+)
+def test_the_last_tier_stops_early_on_its_signals(
+    home: Path, tmp_path: Path, rules: dict[str, Any], replies: list[str], why: str
+) -> None:
+    tier, model = scripted("coder", replies, rounds=5, escalate=rules)
+    c = campaign(make_stats_project(tmp_path), [tier])
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    assert len(model.requests) == 2  # of 5 rounds
+    assert (
+        outcome.give_up == GiveUp.signals and outcome.reasons[-1] == f"coder: stopped early: {why}"
+    )
+
+
+def test_tune_cascade_fits_a_rule_that_separates_recorded_tier_runs(home: Path) -> None:
+    """Tier runs whose first round was all malformed never resolved; the others did."""
+    from patchsmith.domain import Instance, Outcome
+
+    c = Campaign.model_validate(
+        {"name": "fit", "instances": [{"id": "x", "repo": str(home), "test_cmd": "true"}]}
+    )
+    with Store.open(home=home) as store:
+        cid = store.start_campaign(c, config={}, flow_run_id=None)
+        for i in range(10):
+            bad = i % 2 == 0
+            first = {"first_replies": 1.0, "first_malformed_rate": 1.0 if bad else 0.0}
+            outcome = Outcome(
+                instance_id=f"i{i}",
+                status=OutcomeStatus.unresolved if bad else OutcomeStatus.resolved,
+                tier=None if bad else "small",
+                signals={"small": first},
+            )
+            inst = Instance(instance_id=f"i{i}", repo=str(home), test_cmd="true")
+            run = store.start_instance(cid, inst, f"key{i}")
+            store.record_outcome(run, f"key{i}", outcome)
+        samples = cascade_fit.store_samples(store)
+    result = cascade_fit.fit(samples)
+    assert result.samples == 10 and result.positives == 5 and result.majority_accuracy == 0.5
+    assert result.loo_accuracy == 1.0
+    assert result.weights["first_malformed_rate"] < 0  # malformed first replies: less likely
+    assert result.rules() == {"min_replies": 1, "malformed_rate": 1.0}
+
+    shown = CliRunner().invoke(app, ["tune-cascade"])
+    assert shown.exit_code == 0, shown.output
+    assert "leave-one-out accuracy 100%" in shown.output and "malformed_rate: 1.0" in shown.output
+
+
+def test_the_signals_reach_the_instance_runs_metrics() -> None:
+    from patchsmith.domain import Outcome
+    from patchsmith.infra.tracking_metrics import InstanceAccount, instance_summary
+
+    outcome = Outcome(
+        instance_id="i",
+        status=OutcomeStatus.unresolved,
+        signals={"small": {"replies": 2.0, "first_malformed_rate": 1.0}},
+    )
+    metrics, _tags, _params = instance_summary(InstanceAccount(), outcome)
+    assert metrics["signal.small.replies"] == 2.0
+    assert metrics["signal.small.first_malformed_rate"] == 1.0

@@ -85,6 +85,7 @@ class LLMGenerator:
         self.llm_plan: LLMPlan | None = None
         self.planner_record: dict[str, Any] | None = None
         self.unpaid = Usage()  # spent on calls not yet charged to a candidate
+        self.repeats = 0  # replies that repeated an edit already tried (an escalation signal)
         self.own_feedback: list[str] = []
         self.shown: list[str] = []  # the files of the last prompt
         self.context_tokens = tier.context_tokens  # shrinks when prompts overflow the model
@@ -113,7 +114,10 @@ class LLMGenerator:
             if self.tier.planner and self.planner_record is None:
                 self._plan(backend, instance, plan, pristine)
             out: list[Candidate] = []
+            limit = self.tier.escalate.repeats if self.tier.escalate else None
             while not out and self.rounds < self.tier.rounds:
+                if limit is not None and self.repeats >= limit:
+                    break  # only repeats: the repeats rule decides, not more rounds
                 self.rounds += 1
                 out = self._round(backend, instance, plan, pristine, tried, feedback, n)
             return out
@@ -220,6 +224,7 @@ class LLMGenerator:
             self.unpaid = self.unpaid + completion.usage
             candidate = self._candidate(backend, instance, root, completion, use, sampling)
             if not is_malformed(candidate) and candidate.candidate_id in seen:
+                self.repeats += 1
                 continue  # a repeat: its cost goes on the next new candidate
             seen.add(candidate.candidate_id)
             candidate.usage, self.unpaid = self.unpaid, Usage()
