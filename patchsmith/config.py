@@ -217,6 +217,47 @@ Tier = Annotated[
 ]
 
 
+class BusinessRule(Strict):
+    """Policy for the instances (and patches) a rule matches (``rules:`` of a campaign).
+
+    ``repos`` / ``instances`` are glob patterns on the instance's repo (path or name) and id;
+    a rule with neither matches every instance. ``paths`` (globs on the files a patch
+    changes) narrows the patch-time actions (``verify_runs``, ``needs_review``); the
+    tier-time actions (``min_tier``, ``require_critic``) use the instance patterns only,
+    since no patch exists yet.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Recorded name.")
+    repos: list[str] = Field(default_factory=list, description="Globs on the repo.")
+    instances: list[str] = Field(default_factory=list, description="Globs on the instance id.")
+    paths: list[str] = Field(default_factory=list, description="Globs on the patch's files.")
+    min_tier: str | None = Field(
+        default=None, description="Start at this tier: cheaper tiers are skipped."
+    )
+    require_critic: bool = Field(
+        default=False, description="Only tiers with an LLM critic (a guardrail) may fix it."
+    )
+    verify_runs: int = Field(
+        default=1, ge=1, le=10, description="Fresh-workspace runs of the full suite to accept."
+    )
+    needs_review: bool = Field(
+        default=False, description="A verified patch is held for a person (needs_review)."
+    )
+
+    def matches_instance(self, instance: Instance) -> bool:
+        from fnmatch import fnmatchcase
+
+        repo = [instance.repo, Path(instance.repo).name]
+        by_repo = any(fnmatchcase(r, p) for p in self.repos for r in repo)
+        by_id = any(fnmatchcase(instance.instance_id, p) for p in self.instances)
+        return (not self.repos and not self.instances) or by_repo or by_id
+
+    def matches_patch(self, files: list[str]) -> bool:
+        from fnmatch import fnmatchcase
+
+        return not self.paths or any(fnmatchcase(f, p) for p in self.paths for f in files)
+
+
 def _default_tiers() -> list[Tier]:
     return [SearchTier()]
 
@@ -249,6 +290,26 @@ class Campaign(Strict):
     verify: bool = Field(
         default=True, description="Re-run the full tests on a fresh workspace before accepting."
     )
+    rules: list[BusinessRule] = Field(
+        default_factory=list,
+        description="Business rules: repo/path patterns that force a minimum tier, a critic, "
+        "more verification or a person's review (see BusinessRule).",
+    )
+
+    @model_validator(mode="after")
+    def _rules_name_tiers(self) -> Campaign:
+        names = [t.name for t in self.tiers]
+        for rule in self.rules:
+            if rule.min_tier is not None and rule.min_tier not in names:
+                raise ValueError(
+                    f"rules: {rule.name!r} has min_tier {rule.min_tier!r}, not a tier of "
+                    f"this campaign (tiers: {', '.join(names)})"
+                )
+        return self
+
+    def rules_for(self, instance: Instance) -> list[BusinessRule]:
+        """The business rules whose instance patterns match ``instance``."""
+        return [r for r in self.rules if r.matches_instance(instance)]
 
     def model_configs(self) -> list[ModelConfig]:
         """Every model the tiers call: each LLM tier's own and its critic's."""
@@ -267,7 +328,12 @@ class Campaign(Strict):
     def instance_key(self, instance: Instance) -> str:
         """Key of the work for one instance: same key ⇒ same result expected (resume)."""
         return config_hash(
-            instance, self.sandbox, self.budget, self.environment_for(instance), *self.tiers
+            instance,
+            self.sandbox,
+            self.budget,
+            self.environment_for(instance),
+            *self.tiers,
+            *self.rules_for(instance),
         )
 
 

@@ -474,6 +474,13 @@ class Outcome(Value):
         description="Why an unresolved or failed instance ended (see GiveUp); the reasons "
         "say the details: the scope searched, the share of it tried.",
     )
+    rules: list[str] = Field(
+        default_factory=list, description="The business rules that applied (by name)."
+    )
+    needs_review: bool = Field(
+        default=False,
+        description="Resolved and verified, but a business rule holds the patch for a person.",
+    )
     signals: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="Per LLM tier it reached, the escalation signals (replies, malformed, "

@@ -108,7 +108,9 @@ def summary_rows(outcomes: Iterable[Outcome]) -> list[dict[str, object]]:
     return [
         {
             "instance": o.instance_id,
-            "status": o.status.value + (f" ({o.give_up.value})" if o.give_up else ""),
+            "status": o.status.value
+            + (f" ({o.give_up.value})" if o.give_up else "")
+            + (" (needs review)" if o.needs_review else ""),
             "tier": o.tier or "-",
             "attempts": o.attempts,
             "seconds": round(o.duration_s, 1),

@@ -309,6 +309,7 @@ class _State:
     number: int
     reasons: list[str] = field(default_factory=list)
     signals: dict[str, TierSignals] = field(default_factory=dict)  # per LLM tier reached
+    rules: list[str] = field(default_factory=list)  # business rules that applied
     last: Attempt | None = None  # the attempt recorded last
 
 
@@ -321,6 +322,7 @@ def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
         reasons=state.reasons,
         usage=state.spend.usage,
         signals=_signals(state),
+        rules=list(dict.fromkeys(state.rules)),
         **kw,
     )
 
@@ -439,7 +441,14 @@ def _repair(
         outcome = _verify(ctx, steps, state, plan, pristine, tier, attempt.candidate, [])
         if outcome is not None:
             return outcome
+    skipped = _ruled_out(ctx.campaign, state)
+    if len(skipped) == len(ctx.campaign.tiers):
+        state.reasons.append("business rules leave no tier to run: " + "; ".join(skipped.values()))
+        return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
     for index, (tier, last) in enumerate(_tiers(ctx.campaign)):
+        if tier.name in skipped:
+            state.reasons.append(f"{tier.name}: skipped: {skipped[tier.name]}")
+            continue
         if index:
             _wait_for_tier(ctx, state, index, tier)
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
@@ -449,6 +458,22 @@ def _repair(
                 update={"usage": state.spend.usage, "signals": _signals(state)}
             )
     return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
+
+
+def _ruled_out(campaign: Campaign, state: _State) -> dict[str, str]:
+    """Tiers the instance's business rules skip (min_tier, require_critic), and why."""
+    out: dict[str, str] = {}
+    names = [t.name for t in campaign.tiers]
+    for rule in campaign.rules_for(state.instance):
+        state.rules.append(rule.name)
+        if rule.min_tier is not None:
+            for name in names[: names.index(rule.min_tier)]:
+                out.setdefault(name, f"rule {rule.name!r} starts at tier {rule.min_tier!r}")
+        if rule.require_critic:
+            for tier in campaign.tiers:
+                if not (isinstance(tier, LLMTier) and tier.critic is not None):
+                    out.setdefault(tier.name, f"rule {rule.name!r} requires an LLM critic")
+    return out
 
 
 def _campaign_spent(ctx: RepairContext) -> str | None:
@@ -731,24 +756,35 @@ def _verify(
     if not ctx.campaign.verify:
         state.reasons += ["verify-only run skipped (verify: false)", described]
         return _outcome(state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff)
-    started, t0 = time.time(), time.monotonic()
-    _check_stop(state.instance)
-    try:
-        with ctx.trace("verify", {"candidate": candidate.candidate_id}):
-            report, final = steps.verify(ctx, state.instance, plan, pristine, candidate.diff)
-    except Exception as exc:
-        _check_stop(state.instance, exc)
-        raise
-    _check_stop(state.instance)  # a verify run the stop killed proves nothing either way
-    if final.verdict != Verdict.accept:
-        why = "verify-only run failed: " + "; ".join(final.reasons)
-        _record(ctx, state, tier, candidate, report, final, why, started, t0,
-                status=AttemptStatus.rejected, verify=True)  # fmt: skip
-        feedback.append(why)
-        return None
-    state.reasons.append("verified on a fresh workspace: " + "; ".join(final.reasons))
+    ruling = [r for r in ctx.campaign.rules_for(state.instance) if r.matches_patch(candidate.files)]
+    runs = max([1, *(r.verify_runs for r in ruling)])
+    for run in range(1, runs + 1):
+        started, t0 = time.time(), time.monotonic()
+        _check_stop(state.instance)
+        try:
+            with ctx.trace("verify", {"candidate": candidate.candidate_id, "run": run}):
+                report, final = steps.verify(ctx, state.instance, plan, pristine, candidate.diff)
+        except Exception as exc:
+            _check_stop(state.instance, exc)
+            raise
+        _check_stop(state.instance)  # a verify run the stop killed proves nothing either way
+        if final.verdict != Verdict.accept:
+            of = f" (run {run} of {runs})" if runs > 1 else ""
+            why = f"verify-only run failed{of}: " + "; ".join(final.reasons)
+            _record(ctx, state, tier, candidate, report, final, why, started, t0,
+                    status=AttemptStatus.rejected, verify=True)  # fmt: skip
+            feedback.append(why)
+            return None
+    where = f"{runs} fresh workspaces" if runs > 1 else "a fresh workspace"
+    state.reasons.append(f"verified on {where}: " + "; ".join(final.reasons))
     state.reasons.append(described)
-    return _outcome(state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff)
+    held = [r.name for r in ruling if r.needs_review]
+    state.rules.extend(r.name for r in ruling)
+    if held:
+        state.reasons.append(f"held for review by rule(s) {', '.join(held)}")
+    return _outcome(
+        state, OutcomeStatus.resolved, tier=tier.name, patch=candidate.diff, needs_review=bool(held)
+    )
 
 
 def _record(
