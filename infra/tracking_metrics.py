@@ -230,6 +230,15 @@ def instance_summary(
         tags["patchsmith.resolved_tier"] = account.configs[winner]["tier"]
     elif resolved and outcome.tier:
         tags["patchsmith.resolved_tier"] = outcome.tier
+    if outcome.route:  # intent routing's decision and its similarities
+        tags["patchsmith.route"] = str(outcome.route.get("first", ""))
+        for key, found in outcome.route.items():
+            if isinstance(found, float):
+                metrics[f"route.{key}"] = found
+    if outcome.rules:
+        tags["patchsmith.rules"] = ",".join(outcome.rules)
+    if outcome.needs_review:
+        tags["patchsmith.needs_review"] = "true"
     params = {
         f"{CONFIG_PARAM}{cid}": json.dumps(cfg, sort_keys=True)[:6000]
         for cid, cfg in account.configs.items()

@@ -217,6 +217,29 @@ Tier = Annotated[
 ]
 
 
+class RoutingConfig(Strict):
+    """``routing:`` of a campaign: which tier each instance starts at (tasks/routing.py)."""
+
+    mode: Literal["embed", "rules"] = Field(
+        default="embed",
+        description="embed: rules, then all-MiniLM-L6-v2 similarity to descriptions of "
+        "mutation-shaped bugs vs changes that need a model; rules: the rules alone.",
+    )
+    margin: float = Field(
+        default=0.02, ge=0, le=1, description="How much closer 'needs a model' must be."
+    )
+    model_tier: str | None = Field(
+        default=None,
+        description="The tier a model-shaped instance starts at (default: the first LLM tier).",
+    )
+    mutation_examples: list[str] = Field(
+        default_factory=list, description="More descriptions of bugs search fixes."
+    )
+    model_examples: list[str] = Field(
+        default_factory=list, description="More descriptions of changes that need a model."
+    )
+
+
 class BusinessRule(Strict):
     """Policy for the instances (and patches) a rule matches (``rules:`` of a campaign).
 
@@ -290,6 +313,11 @@ class Campaign(Strict):
     verify: bool = Field(
         default=True, description="Re-run the full tests on a fresh workspace before accepting."
     )
+    routing: RoutingConfig | None = Field(
+        default=None,
+        description="Intent routing: start each instance at the tier its plan suggests (the "
+        "others follow); off by default.",
+    )
     rules: list[BusinessRule] = Field(
         default_factory=list,
         description="Business rules: repo/path patterns that force a minimum tier, a critic, "
@@ -299,6 +327,12 @@ class Campaign(Strict):
     @model_validator(mode="after")
     def _rules_name_tiers(self) -> Campaign:
         names = [t.name for t in self.tiers]
+        routed = self.routing.model_tier if self.routing else None
+        if routed is not None and routed not in names:
+            raise ValueError(
+                f"routing: model_tier {routed!r} is not a tier of this campaign "
+                f"(tiers: {', '.join(names)})"
+            )
         for rule in self.rules:
             if rule.min_tier is not None and rule.min_tier not in names:
                 raise ValueError(
@@ -334,6 +368,7 @@ class Campaign(Strict):
             self.environment_for(instance),
             *self.tiers,
             *self.rules_for(instance),
+            *([self.routing] if self.routing else []),
         )
 
 

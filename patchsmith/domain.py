@@ -477,6 +477,10 @@ class Outcome(Value):
     rules: list[str] = Field(
         default_factory=list, description="The business rules that applied (by name)."
     )
+    route: dict[str, str | float] = Field(
+        default_factory=dict,
+        description="Intent routing's decision: the first tier, the evidence, similarities.",
+    )
     needs_review: bool = Field(
         default=False,
         description="Resolved and verified, but a business rule holds the patch for a person.",

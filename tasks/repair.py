@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +55,7 @@ from patchsmith.tasks.policy import (
     early_escalation,
     tier_budget_left,
 )
+from patchsmith.tasks.routing import route
 from patchsmith.tasks.testing.precheck import (
     code_key,
     compile_error,
@@ -310,6 +311,7 @@ class _State:
     reasons: list[str] = field(default_factory=list)
     signals: dict[str, TierSignals] = field(default_factory=dict)  # per LLM tier reached
     rules: list[str] = field(default_factory=list)  # business rules that applied
+    route: dict[str, Any] = field(default_factory=dict)  # intent routing's decision
     last: Attempt | None = None  # the attempt recorded last
 
 
@@ -323,17 +325,13 @@ def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
         usage=state.spend.usage,
         signals=_signals(state),
         rules=list(dict.fromkeys(state.rules)),
+        route=state.route,
         **kw,
     )
 
 
 def _signals(state: _State) -> dict[str, dict[str, float]]:
     return {name: s.record() for name, s in state.signals.items()}
-
-
-def _tiers(campaign: Campaign) -> Iterator[tuple[Tier, bool]]:
-    for i, tier in enumerate(campaign.tiers):
-        yield tier, i == len(campaign.tiers) - 1
 
 
 class RepairError(Exception):
@@ -445,12 +443,19 @@ def _repair(
     if len(skipped) == len(ctx.campaign.tiers):
         state.reasons.append("business rules leave no tier to run: " + "; ".join(skipped.values()))
         return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
-    for index, (tier, last) in enumerate(_tiers(ctx.campaign)):
+    with ctx.trace("route", {"instance_id": instance.instance_id}):
+        ordered, state.route = route(ctx.campaign, instance, plan, pristine)
+    if state.route:
+        state.reasons.append(f"route: start at {state.route['first']} ({state.route['evidence']})")
+    started = False
+    for position, (index, tier) in enumerate(ordered):
+        last = position == len(ordered) - 1
         if tier.name in skipped:
             state.reasons.append(f"{tier.name}: skipped: {skipped[tier.name]}")
             continue
-        if index:
+        if started:
             _wait_for_tier(ctx, state, index, tier)
+        started = True
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
         if outcome is not None:
             # The tier's unattributed model usage was settled after the outcome was made.

@@ -311,7 +311,7 @@ def test_tune_cascade_fits_a_rule_that_separates_recorded_tier_runs(home: Path) 
     assert "leave-one-out accuracy 100%" in shown.output and "malformed_rate: 1.0" in shown.output
 
 
-def test_the_signals_reach_the_instance_runs_metrics() -> None:
+def test_signals_route_and_rules_reach_the_instance_run() -> None:
     from patchsmith.domain import Outcome
     from patchsmith.infra.tracking_metrics import InstanceAccount, instance_summary
 
@@ -319,7 +319,11 @@ def test_the_signals_reach_the_instance_runs_metrics() -> None:
         instance_id="i",
         status=OutcomeStatus.unresolved,
         signals={"small": {"replies": 2.0, "first_malformed_rate": 1.0}},
+        route={"mode": "embed", "first": "small", "similarity_model": 0.3},
+        rules=["core", "payments"],
     )
-    metrics, _tags, _params = instance_summary(InstanceAccount(), outcome)
+    metrics, tags, _params = instance_summary(InstanceAccount(), outcome)
+    assert tags["patchsmith.route"] == "small" and metrics["route.similarity_model"] == 0.3
+    assert tags["patchsmith.rules"] == "core,payments"
     assert metrics["signal.small.replies"] == 2.0
     assert metrics["signal.small.first_malformed_rate"] == 1.0

@@ -68,6 +68,9 @@ def warm_up(configs: Iterable[ModelConfig]) -> list[threading.Thread]:
     """
     threads: list[threading.Thread] = []
     seen: set[str] = set()
+    configs = [c for c in configs if c.backend == "hf"]
+    if configs:
+        _import_transformers()
     for config in configs:
         key = config_hash(config)
         if config.backend != "hf" or key in seen:
@@ -84,6 +87,19 @@ def warm_up(configs: Iterable[ModelConfig]) -> list[threading.Thread]:
         thread.start()
         threads.append(thread)
     return threads
+
+
+def _import_transformers() -> None:
+    """Import transformers' auto classes here, in the calling thread, before any other
+    thread needs them: its lazy module is not thread-safe, and a second thread reading an
+    attribute while the first is importing it gets ``AttributeError: module 'transformers'
+    has no attribute 'AutoTokenizer'`` (seen with the router beside a loading model)."""
+    try:
+        import transformers
+    except ImportError:
+        return  # the backend reports the missing extra when it is built
+    for name in ("AutoTokenizer", "AutoModel", "AutoModelForCausalLM"):
+        getattr(transformers, name)
 
 
 def use_backend(config: ModelConfig, backend: ModelBackend) -> None:
