@@ -112,6 +112,9 @@ class CriticConfig(Strict):
     max_new_tokens: int = Field(default=256, gt=0, description="Verdict length at most.")
 
 
+MAX_MODE_SAMPLES = 4
+
+
 class EscalateRules(Strict):
     """When an LLM tier hands over early (each unset rule is off). Checked after every
     attempt of the tier; the first rule that holds escalates (the last tier gives up)."""
@@ -159,6 +162,12 @@ class LLMTier(Strict):
         default=None, description="This tier's share of the budget; past it, escalate."
     )
     rounds: int = Field(default=3, ge=1, description="Rounds (with feedback) before escalating.")
+    mode: Literal["fast", "max"] = Field(
+        default="fast",
+        description="fast: the settings as given; max: generate, critique every candidate, "
+        "refine, with 4 samples a round (unless samples/critic are set). Put a max tier "
+        "after a fast one on the same model: max only when fast did not do it.",
+    )
     escalate: EscalateRules | None = Field(
         default=None,
         description="Escalate before the rounds are used up, on cheap signals that the tier "
@@ -193,6 +202,18 @@ class LLMTier(Strict):
         if dupes:
             raise ValueError(f"adapters: one version per adapter name; repeated: {dupes}")
         return refs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_defaults(cls, data: Any) -> Any:
+        """``mode: max`` fills what it means where the tier does not say: 4 sampled
+        replies a round and an LLM critic that reviews every tested candidate (its verdict
+        feeds the next round). ``fast`` (the default) is the plain settings."""
+        if isinstance(data, dict) and data.get("mode") == "max":
+            data = {**data}
+            data.setdefault("samples", MAX_MODE_SAMPLES)
+            data.setdefault("critic", {"review": "all"})
+        return data
 
     @model_validator(mode="after")
     def _critic_ref(self) -> LLMTier:

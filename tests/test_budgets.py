@@ -327,3 +327,42 @@ def test_signals_route_and_rules_reach_the_instance_run() -> None:
     assert tags["patchsmith.rules"] == "core,payments"
     assert metrics["signal.small.replies"] == 2.0
     assert metrics["signal.small.first_malformed_rate"] == 1.0
+
+
+# ------------------------------------------------------------ multi-pass modes
+
+
+def test_max_mode_samples_and_critiques_every_candidate(home: Path, tmp_path: Path) -> None:
+    """fast, then max on the same model: max draws 4 replies and its critic reviews each
+    tested candidate; the critic's calls are in the instance's cumulative cost."""
+    from patchsmith.config import LLMTier
+
+    model = {"model": "coder", "backend": "scripted"}
+    assert LLMTier.model_validate({"model": model, "mode": "max"}).samples == 4
+    explicit = LLMTier.model_validate({"model": model, "mode": "max", "samples": 2})
+    assert explicit.samples == 2 and explicit.critic is not None
+    assert explicit.critic.review == "all"
+    assert LLMTier.model_validate({"model": model}).critic is None  # fast: as given
+
+    wrong = [WRONG.replace(".3f", f".{n}f") for n in range(3, 9)]
+    fast, _ = scripted("fast", wrong[:1], rounds=1)
+    deep, backend = scripted("deep", wrong[1:], rounds=1, mode="max")
+    reject = '{"verdict": "reject", "confidence": 0.8, "reasons": ["not the median"]}'
+    critic = {
+        "model": "critic",
+        "backend": "scripted",
+        "options": {"replies": [reject], "cycle": True},
+    }
+    deep["critic"] = {"review": "all", "model": critic}
+    c = campaign(make_stats_project(tmp_path), [fast, deep])
+    session = open_session(c, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, c.instances[0], DIRECT)
+
+    attempts = session.store.attempts_for_key(work_key(session, c.instances[0]))
+    deep_attempts = [a for a in attempts if a.tier == "deep"]
+    assert len(backend.requests) == 4 and len(deep_attempts) == 4
+    assert all(a.model["critic"]["verdict"]["verdict"] == "reject" for a in deep_attempts)
+    assert outcome.signals["deep"]["critic_rejections"] == 4
+    spent = sum(a.usage.prompt_tokens for a in attempts)
+    generated = sum(sum(len(m.content.split()) for m in r.messages) for r in backend.requests)
+    assert outcome.usage.prompt_tokens == spent > generated  # the critic's prompts count too
