@@ -183,6 +183,12 @@ class HFBackend:
     def _generate(self, requests: list[ChatRequest], sampling: Sampling) -> list[Completion]:
         import torch
 
+        # torch's intra-op thread count is per calling thread (OpenMP keeps it per thread):
+        # the thread that loaded the model (a campaign's background warm-up) is not the
+        # one generating, so it is set again here, and the count this call ran with kept.
+        if self.options.threads is not None:
+            torch.set_num_threads(self.options.threads)
+        self.threads = torch.get_num_threads()
         started, cpu_started = time.perf_counter(), time.process_time()
         tok = self.tokenizer
         prompts = [
