@@ -30,8 +30,9 @@ RULES: dict[str, tuple[str, str]] = {
     "first_mean_logprob": ("min_logprob", "low"),
     "first_repeats": ("repeats", "high"),
     "first_critic_rejections": ("critic_rejections", "high"),
-    "first_stale_rounds": ("stale_rounds", "high"),
 }
+# Not first_stale_rounds: after one round it is 0 exactly when that round resolved the
+# instance, so it would only restate the label.
 FEATURES = list(RULES)
 
 
@@ -84,8 +85,8 @@ def samples_from(outcomes: list[Outcome]) -> list[Sample]:
     out = []
     for o in outcomes:
         for tier, values in o.signals.items():
-            if "first_replies" not in values:
-                continue  # the tier ended before its first round did
+            if values.get("first_replies", 0) < 1:
+                continue  # the tier made no reply at all (refused, or stopped by a budget)
             features = {f: values.get(f, 0.0) for f in FEATURES}
             won = o.status == OutcomeStatus.resolved and o.tier == tier
             out.append(Sample(o.instance_id, tier, features, won))

@@ -274,7 +274,10 @@ class TierSignals:
 
     def record(self) -> dict[str, float]:
         """What the outcome keeps: the signals now, and after the first round (first_*)."""
-        first = {f"first_{k}": v for k, v in (self.first or {}).items()}
+        # A tier that resolved the instance in its first round never ended that round:
+        # its first-round signals are the ones it ended with (tune-cascade's positives).
+        snapshot = self.first if self.first is not None else self.values()
+        first = {f"first_{k}": v for k, v in snapshot.items()}
         return {**self.values(), **first}
 
 

@@ -249,6 +249,9 @@ def test_a_tier_whose_replies_are_malformed_hands_over_early(home: Path, tmp_pat
     recorded = outcome.signals["small"]
     assert recorded["malformed_rate"] == 1.0 and recorded["replies"] == 2
     assert recorded["first_replies"] == 1 and outcome.signals["big"]["best_fixed"] == 1
+    # Resolved within its first round: its first-round signals are still recorded (the
+    # positives tune-cascade learns from).
+    assert outcome.signals["big"]["first_replies"] == 1
     stored = session.store.find_outcome(work_key(session, c.instances[0]))
     assert stored is not None and stored.signals == outcome.signals
 
