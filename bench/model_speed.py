@@ -4,7 +4,7 @@ For each weights setting (fp32 = the converted folder as is, bf16 = the hf backe
 bnb 8-bit, bnb 4-bit nf4 with bf16 or fp32 compute), in a fresh process each (peak RSS is
 per process): load time, the model's footprint, resident memory after load, and greedy
 decode speed for 1 request and for N concurrent requests (the backend's micro-batcher puts
-them in one generate call: max_batch_size is set to N here, since on CPU the default is 1).
+them in one generate call).
 
     python bench/model_speed.py                                  # qwen2.5-coder-1.5b
     python bench/model_speed.py --model qwen2.5-coder-0.5b --quant bf16 nf4 --concurrent 8
@@ -45,7 +45,7 @@ def _one(model: str, quant: str, concurrent: int, tokens: int) -> dict[str, floa
     t0 = time.monotonic()
     config = ModelConfig.model_validate(
         {"model": model, "backend": "hf", "device": "cpu", **QUANT[quant],
-         "options": {"batch_wait_ms": 50, "max_batch_size": concurrent}}
+         "options": {"batch_wait_ms": 50}}
     )  # fmt: skip
     backend = backend_for(config)
     loaded = time.monotonic() - t0

@@ -82,7 +82,7 @@ def hf_adapters(tiny: TinyModel) -> Any:
                 {"name": "b", "path": str(tiny.adapter_b)},
             ],
             prices={"per_1k_prompt": 0.5, "per_1k_completion": 1.5},
-            options={"batch_wait_ms": 50, "max_batch_size": 16},
+            options={"batch_wait_ms": 50},
         )
     )
 
@@ -98,7 +98,7 @@ def hf_plain(tiny: TinyModel) -> Any:
             model=str(tiny.path),
             device="cpu",
             dtype="float32",
-            options={"batch_wait_ms": 50, "max_batch_size": 16},
+            options={"batch_wait_ms": 50},
         )
     )
 

@@ -86,31 +86,6 @@ def test_concurrent_callers_share_generate_calls(hf_plain: Any) -> None:
     assert sum(sizes) == 8 and len(sizes) < 8 and max(sizes) > 1
 
 
-def test_on_cpu_concurrent_callers_run_one_at_a_time_by_default(tiny: Any) -> None:
-    """On CPU a batch decodes slower in total than its requests in turn (README, "Models
-    that install offline"), so without ``max_batch_size`` nobody is batched."""
-    from patchsmith.infra.llm import get_backend
-    from patchsmith.infra.llm.config import ModelConfig
-
-    backend = get_backend(
-        ModelConfig(
-            model=str(tiny.path), device="cpu", dtype="float32", options={"batch_wait_ms": 50}
-        )
-    )
-    barrier = threading.Barrier(4)
-
-    def call(i: int) -> None:
-        barrier.wait()
-        backend.complete([ChatRequest.user(f"Fix test number {i}", max_new_tokens=4)])
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert backend.batch_sizes == [1, 1, 1, 1]
-
-
 def test_adapter_changes_logits_and_base_is_restored(hf_adapters: Any, hf_plain: Any) -> None:
     text = "Fix the failing test."
     base = _logits(hf_plain, text)
