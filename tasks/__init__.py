@@ -13,6 +13,7 @@ At this level, the loop and its steps (one hop from ``flows/``):
 | ``critique.py`` | the deterministic verdict on one tested candidate                  |
 | ``policy.py``   | escalation: keep going, next tier, or give up                      |
 | ``slots.py``    | campaign slots, served cheapest tier first (breadth-first cascade) |
+| ``routing.py``  | intent routing: the tier an instance starts at (rules, MiniLM)     |
 | ``sync.py``     | ``patchsmith sync-tracking``                                       |
 | ``cascade_fit.py`` | ``patchsmith tune-cascade``: escalation rules from outcomes     |
 
