@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from patchsmith.config import Campaign, LLMTier
 from patchsmith.domain import Usage
 from patchsmith.infra.store import Store
-from patchsmith.prompts import render
-from patchsmith.tasks.llm.context import CHARS_PER_TOKEN
-
-PLAN_TOKENS = 384  # as the generator asks of its planner
+from patchsmith.tasks.llm.context import PLAN_TOKENS, first_prompt_tokens
 
 
 @dataclass(frozen=True)
@@ -86,16 +83,9 @@ class Preflight:
         return out
 
 
-def _prompt_tokens(tier: LLMTier) -> int:
-    form = "generator_function" if tier.edit_format == "function" else "generator"
-    blank = dict.fromkeys(("instruction", "plan", "context", "feedback"), "")
-    template = len(render(f"{form}_system")) + len(render(f"{form}_user", **blank))
-    return tier.context_tokens + template // CHARS_PER_TOKEN
-
-
 def _tier(tier: LLMTier, store: Store | None) -> TierEstimate:
     requests = tier.rounds * tier.samples
-    per_request = _prompt_tokens(tier)
+    per_request = first_prompt_tokens(tier.edit_format, tier.context_tokens)
     prompt, completion = requests * per_request, requests * tier.max_new_tokens
     if tier.planner:
         requests += 1

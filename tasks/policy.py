@@ -122,19 +122,14 @@ def would_cross(limits: Limits, usage: Usage, call: Usage) -> str | None:
                 f"{p}dollar budget: the next model call costs about ${call.dollars:.4f}, "
                 f"${left_d:.4f} left; not made"
             )
-    if limits.cpu_s is not None and call.cpu_seconds:
-        left_s = limits.cpu_s - usage.cpu_seconds
-        if call.cpu_seconds > left_s:
+    for kind, limit, used_s, need_s in (
+        ("CPU", limits.cpu_s, usage.cpu_seconds, call.cpu_seconds),
+        ("GPU", limits.gpu_s, usage.gpu_seconds, call.gpu_seconds),
+    ):
+        if limit is not None and need_s and need_s > limit - used_s:
             return (
-                f"{p}model CPU budget: the next model call needs about {call.cpu_seconds:.0f}s, "
-                f"{left_s:.0f}s left; not made"
-            )
-    if limits.gpu_s is not None and call.gpu_seconds:
-        left_s = limits.gpu_s - usage.gpu_seconds
-        if call.gpu_seconds > left_s:
-            return (
-                f"{p}model GPU budget: the next model call needs about {call.gpu_seconds:.0f}s, "
-                f"{left_s:.0f}s left; not made"
+                f"{p}model {kind} budget: the next model call needs about {need_s:.0f}s, "
+                f"{limit - used_s:.0f}s left; not made"
             )
     return None
 

@@ -172,6 +172,11 @@ def test_model_seconds_and_dollars_are_limits_too() -> None:
     level, why = call_refused(call, budget=Budget(max_dollars=1.0), **args) or ("", "")
     assert level == "instance" and "costs about $0.6000, $0.5000 left; not made" in why
     assert call_refused(call, budget=Budget(max_dollars=1.2), **args) is None
+    slow = Usage(completion_tokens=10, cpu_seconds=40.0)  # at the rate earlier replies took
+    assert call_refused(slow, budget=Budget(max_cpu_s=60), **args) == (
+        "instance",
+        "model CPU budget: the next model call needs about 40s, 29s left; not made",
+    )
     ledger.charge(Usage(completion_tokens=950))
     campaign_cap = CampaignBudget(max_tokens=1000)
     refused = call_refused(call, budget=Budget(), **{**args, "campaign": campaign_cap})

@@ -13,9 +13,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from patchsmith.domain import Instance, Plan
+from patchsmith.prompts import render
 from patchsmith.tasks.localize import editable
 
 CHARS_PER_TOKEN = 4
+PLAN_TOKENS = 384  # what the generator lets its planner reply (a short JSON object)
+
+
+def prompt_forms(edit_format: str) -> tuple[str, str]:
+    """The generator's (system, user) prompt templates for an edit format."""
+    form = "generator_function" if edit_format == "function" else "generator"
+    return f"{form}_system", f"{form}_user"
+
+
+def first_prompt_tokens(edit_format: str, context_tokens: int) -> int:
+    """About what a generator prompt takes before any call has told: the context budget
+    plus the templates' own text (estimates: the generator's and the pre-flight's)."""
+    system, user = prompt_forms(edit_format)
+    blank = dict.fromkeys(("instruction", "plan", "context", "feedback"), "")
+    return context_tokens + (len(render(system)) + len(render(user, **blank))) // CHARS_PER_TOKEN
+
+
 WHOLE_FILE_LINES = 120
 WINDOW = 10
 MAX_FUNCTION_LINES = 80

@@ -36,9 +36,12 @@ from patchsmith.tasks.edits.search_replace import blocks_to_diff
 from patchsmith.tasks.llm import critic as llm_critic
 from patchsmith.tasks.llm.context import (
     CHARS_PER_TOKEN,
+    PLAN_TOKENS,
     build_context,
+    first_prompt_tokens,
     function_context,
     in_scope,
+    prompt_forms,
 )
 from patchsmith.tasks.llm.models import backend_for, provenance
 from patchsmith.tasks.llm.planner import PROMPTS as PLANNER_PROMPTS
@@ -46,7 +49,6 @@ from patchsmith.tasks.llm.planner import LLMPlan, run_planner
 
 GENERATOR = "llm"
 FEEDBACK_CHARS = 1500
-PLAN_TOKENS = 384  # a plan is a short JSON object
 MIN_CONTEXT_TOKENS = 32  # below this the prompt shows no code worth answering
 
 
@@ -92,8 +94,7 @@ class LLMGenerator:
         self.context_chars = 0  # the last prompt's context
         self.prompt_tokens = 0  # the last request's prompt, in the model's tokens
         self.seconds_per_token: tuple[float, float] | None = None  # CPU, GPU, per reply token
-        form = "generator_function" if tier.edit_format == "function" else "generator"
-        self.system_prompt, self.user_prompt = f"{form}_system", f"{form}_user"
+        self.system_prompt, self.user_prompt = prompt_forms(tier.edit_format)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ propose
@@ -132,9 +133,7 @@ class LLMGenerator:
         k = max(1, min(self.tier.samples, n))
         prompt = self.prompt_tokens
         if not prompt:  # before the first call: the context budget and the prompts' text
-            blank = dict.fromkeys(("instruction", "plan", "context", "feedback"), "")
-            template = len(render(self.system_prompt)) + len(render(self.user_prompt, **blank))
-            prompt = self.context_tokens + template // CHARS_PER_TOKEN
+            prompt = first_prompt_tokens(self.tier.edit_format, self.context_tokens)
         prompt_tokens, completion_tokens = k * prompt, k * self.tier.max_new_tokens
         if self.tier.planner and self.planner_record is None:
             prompt_tokens += prompt
