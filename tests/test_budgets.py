@@ -21,6 +21,7 @@ from patchsmith.infra.llm.scripted import ScriptedBackend
 from patchsmith.infra.store import Store
 from patchsmith.tasks import cascade_fit
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
+from patchsmith.tasks.llm.generator import prompt_digest
 from patchsmith.tasks.llm.models import clear_backends, use_backend
 from patchsmith.tasks.policy import Ledger, Limits, Spend, TierStart, call_refused, over
 from patchsmith.tasks.repair import DIRECT
@@ -124,6 +125,8 @@ def test_replies_that_no_candidate_paid_for_still_count(home: Path, tmp_path: Pa
 
     attempts = session.store.attempts_for_key(work_key(session, c.instances[0]))
     assert len(backend.requests) == 2 and len(attempts) == 1
+    # The attempt records which exact prompt it answered.
+    assert attempts[0].model["prompt_sha256"] == prompt_digest(backend.requests[0].messages)
     charged = attempts[0].usage.prompt_tokens
     assert charged > 0 and outcome.usage.prompt_tokens == 2 * charged
     assert session.ctx.ledger.spend().usage.prompt_tokens == 2 * charged

@@ -16,6 +16,7 @@ added in ``review``. ``ModelUnavailable`` propagates so Prefect retries the step
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +76,12 @@ def edit_to_diff(
     return diff
 
 
+def prompt_digest(messages: Sequence[ChatMessage]) -> str:
+    """sha256 of a request's messages (roles and contents), as attempts record it."""
+    blob = "\0".join(f"{m.role}\0{m.content}" for m in messages)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 class LLMGenerator:
     """Proposes SEARCH/REPLACE edits from one LLM tier's model (and reviews with its critic)."""
 
@@ -93,6 +100,7 @@ class LLMGenerator:
         self.context_tokens = tier.context_tokens  # shrinks when prompts overflow the model
         self.context_chars = 0  # the last prompt's context
         self.prompt_tokens = 0  # the last request's prompt, in the model's tokens
+        self.prompt_sha256 = ""  # the last request's messages
         self.seconds_per_token: tuple[float, float] | None = None  # CPU, GPU, per reply token
         self.system_prompt, self.user_prompt = prompt_forms(tier.edit_format)
         self._lock = threading.Lock()
@@ -249,6 +257,7 @@ class LLMGenerator:
                 ChatMessage(role="system", content=system),
                 ChatMessage(role="user", content=user),
             ]
+            self.prompt_sha256 = prompt_digest(messages)
             requests = [
                 ChatRequest(
                     messages=messages,
@@ -310,6 +319,9 @@ class LLMGenerator:
         prompts = (self.system_prompt, self.user_prompt)
         model["prompts"] = prompt_hashes(*prompts, *(PLANNER_PROMPTS if self.tier.planner else ()))
         model["edit_format"] = self.tier.edit_format
+        # Which exact prompt: two runs whose replies differ can be told apart from two
+        # runs that asked differently.
+        model["prompt_sha256"] = self.prompt_sha256
         model["finish_reason"] = completion.finish_reason
         if self.planner_record is not None:
             model["planner"] = {k: v for k, v in self.planner_record.items() if k != "prompts"}
