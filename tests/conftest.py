@@ -62,3 +62,14 @@ def pg_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL tests skipped: {reason}")
     with temporary_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def fresh_backends() -> Iterator[None]:
+    """No model backend cached from another test, before or after (scripted fakes and
+    tiny models register themselves process-wide)."""
+    from patchsmith.tasks.llm.models import clear_backends
+
+    clear_backends()
+    yield
+    clear_backends()

@@ -3,13 +3,13 @@ model call (real sandbox, store and workspaces; scripted models that keep their 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from helpers import make_stats_project
+from test_llm_campaign import FIX, SEARCH
 from typer.testing import CliRunner
 
 from patchsmith import preflight
@@ -22,20 +22,15 @@ from patchsmith.infra.store import Store
 from patchsmith.tasks import cascade_fit
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
 from patchsmith.tasks.llm.generator import prompt_digest
-from patchsmith.tasks.llm.models import clear_backends, use_backend
+from patchsmith.tasks.llm.models import use_backend
 from patchsmith.tasks.policy import Ledger, Limits, Spend, TierStart, call_refused, over
 from patchsmith.tasks.repair import DIRECT
 
-pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning"),
+    pytest.mark.usefixtures("fresh_backends"),
+]
 
-FIX = """stats.py
-<<<<<<< SEARCH
-    return f"n={len(values)} mean={mean(values):.2f}"
-=======
-    ordered = sorted(values)
-    return f"n={len(values)} mean={mean(values):.2f} median={ordered[len(ordered) // 2]}"
->>>>>>> REPLACE
-"""
 WRONG = """stats.py
 <<<<<<< SEARCH
     return f"n={len(values)} mean={mean(values):.2f}"
@@ -43,14 +38,6 @@ WRONG = """stats.py
     return f"n={len(values)} mean={mean(values):.3f}"
 >>>>>>> REPLACE
 """
-SEARCH = {"kind": "search", "top_lines": 3, "max_order": 1, "widen": False}
-
-
-@pytest.fixture(autouse=True)
-def fresh_backends() -> Iterator[None]:
-    clear_backends()
-    yield
-    clear_backends()
 
 
 def scripted(name: str, replies: list[str], **tier: Any) -> tuple[dict[str, Any], ScriptedBackend]:

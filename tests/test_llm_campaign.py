@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,13 @@ from patchsmith.domain import AttemptStatus, OutcomeStatus
 from patchsmith.errors import ConfigError
 from patchsmith.infra.store import Store
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
-from patchsmith.tasks.llm.models import cached, clear_backends
+from patchsmith.tasks.llm.models import cached
 from patchsmith.tasks.repair import DIRECT
 
-pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning"),
+    pytest.mark.usefixtures("fresh_backends"),
+]
 
 FIX = """stats.py
 <<<<<<< SEARCH
@@ -39,13 +41,6 @@ FIX = """stats.py
 PLAN = '{"files": ["stats.py"], "functions": ["describe"], "intended_change": "add the median"}'
 ACCEPT = '{"verdict": "accept", "confidence": 0.9, "reasons": ["minimal and general"]}'
 SEARCH = {"kind": "search", "top_lines": 3, "max_order": 1, "widen": False}
-
-
-@pytest.fixture(autouse=True)
-def fresh_backends() -> Iterator[None]:
-    clear_backends()
-    yield
-    clear_backends()
 
 
 def campaign(project: Path, tiers: list[dict[str, Any]], attempts: int = 20) -> Campaign:

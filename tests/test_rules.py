@@ -4,7 +4,6 @@ person's review (real sandbox, store and workspaces; scripted models)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,13 @@ from test_budgets import FIX, SEARCH, campaign, scripted
 
 from patchsmith.domain import OutcomeStatus
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
-from patchsmith.tasks.llm.models import clear_backends
 from patchsmith.tasks.repair import DIRECT, verify_step
 
-pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning"),
+    pytest.mark.usefixtures("fresh_backends"),
+]
 ACCEPT = '{"verdict": "accept", "confidence": 0.9, "reasons": ["minimal"]}'
-
-
-@pytest.fixture(autouse=True)
-def fresh_backends() -> Iterator[None]:
-    clear_backends()
-    yield
-    clear_backends()
 
 
 def test_a_minimum_tier_skips_the_cheaper_tiers(home: Path, tmp_path: Path) -> None:
