@@ -162,6 +162,26 @@ class WorkspaceManager:
                 [instance.repo, self.fingerprint(instance), instance.test_patch or ""]
             ).encode()
         ).hexdigest()[:20]
+
+        def fill(tmp: Path) -> None:
+            self._fill(instance, tmp)
+            if prepare is not None:
+                prepare(tmp)
+
+        return self._publish(key, fill)
+
+    def derive(self, pristine: Path, label: str, prepare: Callable[[Path], None]) -> Path:
+        """A pristine tree made from another one by ``prepare`` (a refactoring's progress
+        so far applied, say), built once per (tree, label) like :meth:`pristine`."""
+        key = hashlib.sha256(f"{pristine.name}\0{label}".encode()).hexdigest()[:20]
+
+        def fill(tmp: Path) -> None:
+            shutil.copytree(pristine, tmp, symlinks=True, dirs_exist_ok=True)
+            prepare(tmp)
+
+        return self._publish(key, fill)
+
+    def _publish(self, key: str, fill: Callable[[Path], None]) -> Path:
         final = self.root / "pristine" / key
         if final.is_dir():
             return final
@@ -171,9 +191,7 @@ class WorkspaceManager:
             tmp = self.root / "pristine" / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
             try:
                 tmp.mkdir()
-                self._fill(instance, tmp)
-                if prepare is not None:
-                    prepare(tmp)
+                fill(tmp)
                 if os.geteuid() == 0:
                     _chown_tree(tmp, self.sandbox_uid)
                 try:

@@ -48,6 +48,7 @@ from patchsmith.errors import ConfigError
 from patchsmith.infra.envs import locate_python
 from patchsmith.infra.llm.config import ModelConfig
 from patchsmith.infra.sandbox.limits import sandbox_path
+from patchsmith.recipes import CodemodTier, Recipe
 
 GIT_URL = re.compile(r"^(https?://|ssh://|git@|git://|file://)")
 URL_USERINFO = re.compile(r"^[a-z+]+://[^/@]*:[^/@]*@")  # scheme://user:secret@host
@@ -229,11 +230,13 @@ def _tier_kind(value: Any) -> str:
 
 
 Tier = Annotated[
-    Annotated[SearchTier, Tag("search")] | Annotated[LLMTier, Tag("llm")],
+    Annotated[SearchTier, Tag("search")]
+    | Annotated[LLMTier, Tag("llm")]
+    | Annotated[CodemodTier, Tag("codemod")],
     Discriminator(
         _tier_kind,
         custom_error_type="tier_kind",
-        custom_error_message="unknown tier kind: use kind: search or kind: llm",
+        custom_error_message="unknown tier kind: use kind: search, codemod or llm",
     ),
 ]
 
@@ -344,6 +347,64 @@ class Campaign(Strict):
         description="Business rules: repo/path patterns that force a minimum tier, a critic, "
         "more verification or a person's review (see BusinessRule).",
     )
+    recipes: list[Recipe] = Field(
+        default_factory=list,
+        description="Refactoring recipes (patchsmith/recipes.py); each recipe's repos become "
+        "refactor instances, and instances may name a recipe.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _codemod_tier_for_recipes(cls, raw: Any) -> Any:
+        """With recipes and no tiers given, the codemod tier runs first, then search."""
+        if isinstance(raw, dict) and raw.get("recipes") and "tiers" not in raw:
+            return {**raw, "tiers": [CodemodTier(), SearchTier()]}
+        return raw
+
+    @model_validator(mode="after")
+    def _recipes_named(self) -> Campaign:
+        recipes = {r.name: r for r in self.recipes}
+        if len(recipes) != len(self.recipes):
+            raise ValueError("recipes: two recipes share a name")
+        names = {t.name for t in self.tiers}
+        for recipe in self.recipes:
+            unknown = [t for t in recipe.tiers if t not in names]
+            if unknown:
+                raise ValueError(
+                    f"recipes: {recipe.name!r} names tiers {unknown} that this campaign does "
+                    f"not have (tiers: {', '.join(sorted(names))})"
+                )
+        for inst in self.instances:
+            if inst.intent.refactoring and inst.recipe is None:
+                raise ValueError(
+                    f"instance {inst.instance_id!r} has intent {inst.intent.value} but names "
+                    "no recipe: add 'recipe: NAME' (one of the campaign's recipes)"
+                )
+            if inst.recipe is not None and inst.recipe not in recipes:
+                raise ValueError(
+                    f"instance {inst.instance_id!r} names recipe {inst.recipe!r}, which this "
+                    f"campaign does not define (recipes: {', '.join(recipes) or 'none'})"
+                )
+        return self
+
+    def recipe_for(self, instance: Instance) -> Recipe | None:
+        """The recipe a refactoring instance applies (None for a repair instance)."""
+        if instance.recipe is None:
+            return None
+        return next(r for r in self.recipes if r.name == instance.recipe)
+
+    def tiers_for(self, instance: Instance) -> dict[str, str]:
+        """Tiers that do not apply to the instance's intent (or its recipe), and why."""
+        recipe = self.recipe_for(instance)
+        out: dict[str, str] = {}
+        for tier in self.tiers:
+            if recipe is None and isinstance(tier, CodemodTier):
+                out[tier.name] = "codemods apply to refactoring instances only"
+            elif recipe is not None and isinstance(tier, SearchTier):
+                out[tier.name] = "mutation search repairs failing tests; refactoring has none"
+            elif recipe is not None and recipe.tiers and tier.name not in recipe.tiers:
+                out[tier.name] = f"recipe {recipe.name!r} does not list it"
+        return out
 
     @model_validator(mode="after")
     def _rules_name_tiers(self) -> Campaign:
@@ -390,6 +451,7 @@ class Campaign(Strict):
             *self.tiers,
             *self.rules_for(instance),
             *([self.routing] if self.routing else []),
+            *([recipe] if (recipe := self.recipe_for(instance)) else []),
         )
 
 
@@ -577,6 +639,31 @@ def _check_test_cmd(path: Path, index: int, inst: Instance, search_path: str | N
         )
 
 
+def _recipe_instances(raw: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The instances a campaign's recipes name through ``repos:`` (id RECIPE-REPONAME)."""
+    recipes = raw.get("recipes")
+    if not isinstance(recipes, list):
+        return []
+    out: list[dict[str, Any]] = []
+    for i, recipe in enumerate(recipes):
+        if not isinstance(recipe, dict) or not isinstance(recipe.get("repos", []), list):
+            raise ConfigError(f"{path}: recipes[{i}]: expected a mapping with a repos list")
+        for repo in recipe.get("repos", []):
+            name = Path(str(repo).rstrip("/")).name.removesuffix(".git")
+            item: dict[str, Any] = {
+                "id": f"{recipe.get('name')}-{name}",
+                "repo": repo,
+                "recipe": recipe.get("name"),
+                "intent": recipe.get("intent", "refactor"),
+                "instruction": recipe.get("instruction", ""),
+            }
+            for key in ("test_cmd", "scope", "exclude"):
+                if key in recipe:
+                    item[key] = recipe[key]
+            out.append(item)
+    return out
+
+
 def load_campaign(path: str | Path, *, search_path: str | None = None) -> Campaign:
     """Read, expand and validate a campaign file. Raises ConfigError before any work."""
     path = Path(path)
@@ -593,6 +680,9 @@ def load_campaign(path: str | Path, *, search_path: str | None = None) -> Campai
     _refuse_internal(path, raw)
     if "environment" in raw:
         raw["environment"] = _resolve_env_paths(raw["environment"], base)
+    if extra := _recipe_instances(raw, path):
+        listed = raw.get("instances") or []
+        raw["instances"] = [*listed, *extra] if isinstance(listed, list) else listed
     if "instances" in raw:
         raw["instances"] = [
             {**item, "environment": _resolve_env_paths(item["environment"], base)}

@@ -38,6 +38,11 @@ class Intent(StrEnum):
     migration = "migration"
     tests = "tests"
 
+    @property
+    def refactoring(self) -> bool:
+        """True for the intents a recipe's goal drives (no failing tests needed)."""
+        return self in (Intent.refactor, Intent.migration)
+
 
 class Environment(Strict):
     """Where a repository's tests find their interpreter and dependencies.
@@ -124,6 +129,15 @@ class Instance(Strict):
     environment: Environment | None = Field(
         default=None, description="This instance's environment; None = the campaign's."
     )
+    recipe: str | None = Field(
+        default=None,
+        description="The campaign recipe a refactor/migration instance applies (by name).",
+    )
+
+    @field_validator("intent", mode="before")
+    @classmethod
+    def _migrate_alias(cls, value: Any) -> Any:
+        return Intent.migration if value == "migrate" else value
 
 
 class SandboxConfig(Strict):
@@ -306,6 +320,9 @@ class TestReport(Value):
         description="The test whose process died of a signal (runaway recursion that "
         "overflowed the C stack, say): outcome error, and the run stopped there.",
     )
+    goal: GoalState | None = Field(
+        default=None, description="Refactor candidates: the goal's state on the patched tree."
+    )
 
     def failing(self) -> list[str]:
         return sorted(t for t, o in self.outcomes.items() if o in FAILING)
@@ -319,6 +336,45 @@ class SuspiciousLine(Value):
     line: int = Field(ge=1)
     score: float = Field(description="Higher is more suspicious.")
     sources: list[str] = Field(default_factory=list, description="e.g. ochiai, traceback.")
+
+
+class Occurrence(Value):
+    """One place a refactoring goal's forbidden pattern still matches."""
+
+    path: str = Field(description="Path relative to the repository root.")
+    line: int = Field(ge=1)
+    column: int = Field(default=0, ge=0)
+    pattern: str = Field(description="The forbid pattern that matched.")
+    text: str = Field(default="", description="The matched code (first line, clipped).")
+
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+class CheckRun(Value):
+    """The goal's ``check_cmd`` run once in the sandbox."""
+
+    exit_code: int | None
+    passed: bool
+    timed_out: bool = False
+    log_tail: str = ""
+
+
+class GoalState(Value):
+    """How far a tree is from a refactoring goal: what still matches, what the check says."""
+
+    occurrences: list[Occurrence] = Field(default_factory=list)
+    check: CheckRun | None = None
+
+    @property
+    def met(self) -> bool:
+        return not self.occurrences and (self.check is None or self.check.passed)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.occurrences)} occurrence(s) left"]
+        if self.check is not None:
+            parts.append("check passes" if self.check.passed else "check fails")
+        return ", ".join(parts)
 
 
 class Plan(Value):
@@ -338,6 +394,11 @@ class Plan(Value):
         default_factory=dict,
         description="In-scope lines the failing tests ran (path -> sorted lines): the scope "
         "the search widens to once the suspicious lines are exhausted.",
+    )
+    goal: GoalState | None = Field(
+        default=None,
+        description="Refactor/migration plans: the recipe goal's state on the baseline tree "
+        "(its occurrences are the targets; every passing test is a guard).",
     )
 
 
@@ -410,6 +471,11 @@ class Critique(Value):
     regressions: list[str] = Field(default_factory=list)
     lint_delta: int = 0
     diff_lines: int = 0
+    progress: bool = Field(
+        default=False,
+        description="Refactoring: the goal is not met, but the candidate removed occurrences "
+        "with every guard green; the next round starts from it.",
+    )
 
 
 class AttemptStatus(StrEnum):
@@ -458,6 +524,25 @@ class GiveUp(StrEnum):
     error = "error"  # an unexpected error (see the reasons)
 
 
+class GoalProgress(Value):
+    """What a refactoring instance achieved against its recipe's goal."""
+
+    recipe: str
+    before: int = Field(description="Occurrences on the baseline tree.")
+    after: int = Field(description="Occurrences left on the verified patch (or baseline).")
+    by_tier: dict[str, int] = Field(
+        default_factory=dict, description="Occurrences removed per tier (codemod, LLM, …)."
+    )
+    remaining: list[Occurrence] = Field(default_factory=list)
+    check_passed: bool | None = Field(default=None, description="None: no check_cmd.")
+
+    @property
+    def state(self) -> Literal["done", "partial", "untouched"]:
+        if self.after == 0 and self.check_passed is not False:
+            return "done"
+        return "partial" if self.after < self.before else "untouched"
+
+
 class Outcome(Value):
     instance_id: str
     status: OutcomeStatus
@@ -484,6 +569,11 @@ class Outcome(Value):
     needs_review: bool = Field(
         default=False,
         description="Resolved and verified, but a business rule holds the patch for a person.",
+    )
+    goal: GoalProgress | None = Field(
+        default=None,
+        description="Refactor/migration instances: occurrences before and after, who "
+        "migrated them, what is left (a patch on an unresolved one is partial progress).",
     )
     signals: dict[str, dict[str, float]] = Field(
         default_factory=dict,

@@ -148,7 +148,9 @@ class PlainLog:
         elif event == "attempt":
             a = data["attempt"]
             if a.number == 1 or a.number % self.every == 0:
-                yield f"{a.instance_id}: attempt {a.number}: {a.status.value} ({a.tier})"
+                kept = a.critique is not None and a.critique.progress
+                status = "kept (progress)" if kept else a.status.value
+                yield f"{a.instance_id}: attempt {a.number}: {status} ({a.tier})"
         elif event == "instance_done":
             o = data["outcome"]
             tier = f", {o.tier}" if o.tier else ""

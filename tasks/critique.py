@@ -64,8 +64,38 @@ def lint_delta(diff: str, before: Mapping[str, str], after: Mapping[str, str]) -
     return introduced
 
 
+def _goal_terms(plan: Plan, report: TestReport) -> tuple[list[str], float, bool, str]:
+    """A refactoring's goal in the critique: what is still wrong (reasons), the share of
+    occurrences removed, whether it moved (fewer occurrences, or the check now passing with
+    none added), and feedback for the next round."""
+    before, after = plan.goal, report.goal
+    if before is None:
+        return [], 0.0, False, ""
+    if after is None:
+        return ["the goal was not evaluated on this candidate"], 0.0, False, ""
+    total, left = len(before.occurrences), len(after.occurrences)
+    removed = max(total - left, 0)
+    still: list[str] = []
+    if left:
+        still.append(f"{left} occurrence(s) of the goal left ({removed} of {total} removed)")
+    check_now = after.check is not None and after.check.passed
+    if after.check is not None and not check_now:
+        still.append(f"the goal's check_cmd still fails (exit {after.check.exit_code})")
+    check_moved = check_now and not (before.check is not None and before.check.passed)
+    moved = left < total or (check_moved and left <= total)
+    lines = [f"- {o.where()}: {o.text}" for o in after.occurrences[:20]]
+    feedback = ("occurrences left:\n" + "\n".join(lines)) if lines else ""
+    if after.check is not None and not check_now and after.check.log_tail:
+        feedback += f"\n--- check_cmd output (tail) ---\n{after.check.log_tail[-1500:]}"
+    return still, removed / max(total, 1), moved, feedback
+
+
 def critique(plan: Plan, report: TestReport, diff: str, lint_introduced: int = 0) -> Critique:
-    """Judge one candidate: accept only when every target passes with no regression."""
+    """Judge one candidate: accept only when every target passes with no regression.
+
+    A refactoring (the plan has a goal) has no target tests: it is accepted when the goal
+    is met (no occurrence left, the check passes) with every guard green, and marked
+    ``progress`` when it removed occurrences with every guard green."""
     outcomes = report.outcomes
     fixed = [t for t in plan.fail_to_pass if target_outcome(outcomes, t) == TestOutcome.passed]
     still = [t for t in plan.fail_to_pass if t not in fixed]
@@ -86,22 +116,33 @@ def critique(plan: Plan, report: TestReport, diff: str, lint_introduced: int = 0
         reasons.append(f"{len(hung)} test(s) ran past the per-test limit: {', '.join(hung[:5])}")
     if still:
         reasons.append(f"{len(still)}/{len(plan.fail_to_pass)} target tests still fail")
+    goal_still, goal_share, moved, goal_feedback = _goal_terms(plan, report)
+    reasons += goal_still
     if regressions:
         reasons.append(f"{len(regressions)} regression(s): {', '.join(regressions[:5])}")
     if lint_introduced:
         reasons.append(f"{lint_introduced} new ruff error(s) on changed lines")
     n_targets = max(len(plan.fail_to_pass), 1)
     n_guards = max(len(plan.pass_to_pass), 1)
-    score = len(fixed) / n_targets - len(regressions) / n_guards - 0.001 * size
-    accepted = not (still or regressions or lint_introduced or report.timed_out)
+    gained = goal_share if plan.goal is not None else len(fixed) / n_targets
+    score = gained - len(regressions) / n_guards - 0.001 * size
+    broken = bool(regressions or lint_introduced or report.timed_out)
+    accepted = not (still or goal_still or broken)
     if accepted and not outcomes:
         accepted, reasons = False, ["no test outcomes were reported"]
-    if accepted:
+    progress = plan.goal is not None and not accepted and moved and not broken and bool(outcomes)
+    if accepted and plan.goal is not None:
+        reasons.append(f"the goal is met, all {len(plan.pass_to_pass)} guard tests pass, "
+                       f"{size} lines changed")  # fmt: skip
+    elif accepted:
         reasons.append(f"all {len(fixed)} target tests pass, no regressions, {size} lines changed")
+    elif progress:
+        reasons.append("progress: guards green; the next round starts from this candidate")
     feedback = (
         ""
         if accepted
         else "; ".join(reasons)
+        + (f"\n{goal_feedback}" if goal_feedback else "")
         + (f"\n--- test log (tail) ---\n{report.log_tail[-2000:]}" if report.log_tail else "")
     )
     return Critique(
@@ -114,4 +155,5 @@ def critique(plan: Plan, report: TestReport, diff: str, lint_introduced: int = 0
         regressions=sorted(set(regressions)),
         lint_delta=lint_introduced,
         diff_lines=size,
+        progress=progress,
     )

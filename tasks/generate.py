@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 from patchsmith.config import SearchTier, Tier
 from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport, Usage
 from patchsmith.infra.settings import home
+from patchsmith.recipes import CodemodTier, Recipe
 from patchsmith.tasks.llm.generator import LLMGenerator
+from patchsmith.tasks.refactor.codemods import CodemodGenerator, ToolRun
 from patchsmith.tasks.search import prior
 from patchsmith.tasks.search.mutation import MutationSearch
 
@@ -102,9 +104,20 @@ class SearchGenerator:
         return f"{text} (operator prior: {self.prior_source})"
 
 
-def make_generator(tier: Tier, store: Store | None = None) -> Generator:
+def make_generator(
+    tier: Tier,
+    store: Store | None = None,
+    *,
+    recipe: Recipe | None = None,
+    run_tool: ToolRun | None = None,
+) -> Generator:
     """The generator for a tier. LLM tiers resolve their adapters here (through ``store``,
-    else the default store when they name registry adapters)."""
+    else the default store when they name registry adapters); the codemod tier applies
+    ``recipe``'s codemods, running its tools with ``run_tool`` (in the sandbox)."""
     if isinstance(tier, SearchTier):
         return SearchGenerator(tier)
+    if isinstance(tier, CodemodTier):
+        if run_tool is None:
+            raise ValueError("the codemod tier needs a sandbox to run its tools in")
+        return CodemodGenerator(tier, recipe, run_tool)
     return LLMGenerator(tier, store)

@@ -55,6 +55,9 @@ from patchsmith.tasks.policy import (
     early_escalation,
     tier_budget_left,
 )
+from patchsmith.tasks.refactor.evaluate import goal_after, non_guards, screen_refactor
+from patchsmith.tasks.refactor.plan import in_scope_texts, refactor_plan, where
+from patchsmith.tasks.refactor.progress import Progress
 from patchsmith.tasks.routing import route
 from patchsmith.tasks.testing.precheck import (
     code_key,
@@ -167,10 +170,16 @@ def sandbox_config(ctx: RepairContext, instance: Instance, pristine: Path) -> Sa
 
 
 def plan_step(ctx: RepairContext, instance: Instance, pristine: Path) -> Plan:
-    """Baseline run + localization in a throwaway workspace."""
+    """Baseline run + localization in a throwaway workspace; for a refactoring, the
+    recipe goal's occurrences (read from the pristine tree) and its check (in a fresh one)."""
     config = sandbox_config(ctx, instance, pristine)
     with ctx.workspaces.attempt(pristine) as ws:
-        return make_plan(instance, ctx.sandbox, ws, config, ctx.campaign.tiers[0].name)
+        plan = make_plan(instance, ctx.sandbox, ws, config, ctx.campaign.tiers[0].name)
+    recipe = ctx.campaign.recipe_for(instance)
+    if recipe is None:
+        return plan
+    with ctx.workspaces.attempt(pristine) as ws:
+        return refactor_plan(plan, instance, recipe, ctx.sandbox, pristine, ws, config)
 
 
 def generate_step(
@@ -233,6 +242,11 @@ def test_step(
     if problem is not None:
         return TestReport(log_tail=f"patchsmith: {problem}", stopped_early=True, runner="precheck")
     limits = candidate_limits(sandbox_config(ctx, instance, pristine), plan)
+    recipe = ctx.campaign.recipe_for(instance)
+    if plan.goal is not None and recipe is not None:
+        return screen_refactor(
+            ctx.sandbox, ctx.workspaces, instance, plan, recipe, pristine, candidate.diff, limits
+        )
     note: str | None = None
     if ctx.campaign.screening == "warm":
         if screen.warm is None:
@@ -251,6 +265,17 @@ def test_step(
         apply_diff(ws, candidate.diff)
         report = staged_run(ctx.sandbox, ws, instance.test_cmd, limits, plan.fail_to_pass)
     return report.model_copy(update={"runner": "cold", "runner_note": note})
+
+
+def run_tool(ctx: RepairContext, instance: Instance, tree: Path, command: str) -> dict[str, str]:
+    """A codemod command in the sandbox on a throwaway workspace of ``tree``: path → text of
+    the in-scope files afterwards (read without following symlinks). A command that fails
+    still counts by what it changed; its tests decide."""
+    config = sandbox_config(ctx, instance, tree)
+    env, argv = split_command(command)
+    with ctx.workspaces.attempt(tree) as ws:
+        ctx.sandbox.run(ws, argv, config, env)
+        return in_scope_texts(instance, ws)
 
 
 def critique_step(
@@ -278,9 +303,14 @@ def verify_step(
 ) -> tuple[TestReport, Critique]:
     """Verify-only: the final patch on a fresh workspace, the full test command once more."""
     config = sandbox_config(ctx, instance, pristine)
+    skip = non_guards(plan, instance.test_cmd) if plan.goal is not None else []
     with ctx.workspaces.attempt(pristine) as ws:
         apply_diff(ws, diff)
-        report = run_tests(ctx.sandbox, ws, instance.test_cmd, config)
+        report = run_tests(ctx.sandbox, ws, instance.test_cmd, config, deselect=skip)
+    recipe = ctx.campaign.recipe_for(instance)
+    if plan.goal is not None and recipe is not None:
+        goal = goal_after(ctx.sandbox, ctx.workspaces, plan, recipe, pristine, diff, config)
+        report = report.model_copy(update={"goal": goal})
     return report, critique(plan, report, diff)
 
 
@@ -313,6 +343,14 @@ class _State:
     rules: list[str] = field(default_factory=list)  # business rules that applied
     route: dict[str, Any] = field(default_factory=dict)  # intent routing's decision
     last: Attempt | None = None  # the attempt recorded last
+    progress: Progress | None = None  # a refactoring's kept changes (tasks/refactor/)
+    moved: bool = False  # the last candidate was kept: the next round starts from it
+
+    def current(self, plan: Plan, pristine: Path) -> tuple[Plan, Path]:
+        """The plan and tree the next round works on (a refactoring's kept base)."""
+        if self.progress is None:
+            return plan, pristine
+        return self.progress.plan, self.progress.pristine
 
 
 def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
@@ -326,6 +364,9 @@ def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
         signals=_signals(state),
         rules=list(dict.fromkeys(state.rules)),
         route=state.route,
+        goal=state.progress.record(status == OutcomeStatus.resolved, kw.get("tier"))
+        if state.progress is not None
+        else None,
         **kw,
     )
 
@@ -429,14 +470,26 @@ def _repair(
         if cannot:
             state.reasons.append(cannot)
             return _outcome(state, OutcomeStatus.error, give_up=code)
-    if not plan.fail_to_pass:
+    if plan.goal is not None and instance.recipe is not None:
+        state.progress = Progress.start(instance.recipe, pristine, plan)
+        if plan.goal.met:
+            state.reasons.append(
+                f"recipe {instance.recipe}: the goal is already met: nothing to refactor"
+            )
+            return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.nothing_to_repair)
+        _replay(ctx, state, prior)
+    elif not plan.fail_to_pass:
         state.reasons.append("no failing target tests: nothing to repair")
         return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.nothing_to_repair)
     tiers = {t.name: t for t in ctx.campaign.tiers}
     for attempt in _unverified(prior):
         assert attempt.candidate is not None
         tier = tiers.get(attempt.tier, ctx.campaign.tiers[0])
-        outcome = _verify(ctx, steps, state, plan, pristine, tier, attempt.candidate, [])
+        candidate, first, tree = attempt.candidate, plan, pristine
+        if state.progress is not None:  # its diff is against the base it saw: compose
+            candidate = state.progress.cumulative(candidate)
+            first, tree = state.progress.original_plan, state.progress.original
+        outcome = _verify(ctx, steps, state, first, tree, tier, candidate, [])
         if outcome is not None:
             return outcome
     skipped = _ruled_out(ctx.campaign, state)
@@ -447,7 +500,7 @@ def _repair(
         ordered, state.route = route(ctx.campaign, instance, plan, pristine)
     if state.route:
         state.reasons.append(f"route: start at {state.route['first']} ({state.route['evidence']})")
-    started = False
+    started, ran = False, None
     for position, (index, tier) in enumerate(ordered):
         last = position == len(ordered) - 1
         if tier.name in skipped:
@@ -455,19 +508,85 @@ def _repair(
             continue
         if started:
             _wait_for_tier(ctx, state, index, tier)
-        started = True
+        started, ran = True, tier
         outcome = _run_tier(ctx, steps, state, plan, pristine, tier, last)
         if outcome is not None:
             # The tier's unattributed model usage was settled after the outcome was made.
-            return outcome.model_copy(
+            outcome = outcome.model_copy(
                 update={"usage": state.spend.usage, "signals": _signals(state)}
             )
-    return _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
+            return _partial(ctx, steps, state, outcome, tier)
+    outcome = _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
+    return _partial(ctx, steps, state, outcome, ran or ordered[-1][1])
+
+
+def _replay(ctx: RepairContext, state: _State, prior: Sequence[Attempt]) -> None:
+    """Rebuild a resumed refactoring's kept base from its recorded attempts, in order."""
+    assert state.progress is not None
+    for attempt in sorted(prior, key=lambda a: a.number):
+        crit, report, candidate = attempt.critique, attempt.report, attempt.candidate
+        if crit and crit.progress and report and report.goal and candidate and not attempt.error:
+            state.progress.advance(ctx.workspaces, attempt.tier, candidate, report.goal)
+    if state.progress.kept:
+        state.reasons.append(f"resumed from {len(state.progress.kept)} kept refactoring step(s)")
+
+
+def _partial(
+    ctx: RepairContext, steps: Steps, state: _State, outcome: Outcome, tier: Tier
+) -> Outcome:
+    """An unfinished refactoring ships what it kept: the composed changes, verified on a
+    fresh workspace of the original tree (guards green, fewer occurrences), or nothing."""
+    progress = state.progress
+    if outcome.status != OutcomeStatus.unresolved or progress is None or not progress.base:
+        return outcome
+    original = progress.original_plan
+    kept = Candidate(
+        candidate_id=Candidate.make_id(progress.base),
+        generator="refactor:kept",
+        tier=tier.name,
+        diff=progress.base,
+        description=f"{progress.recipe}: {len(progress.kept)} kept step(s), composed",
+        files=sorted(file_versions(progress.original, progress.base)),
+        parent_ids=list(progress.kept),
+    )
+    started, t0 = time.time(), time.monotonic()
+    _check_stop(state.instance)
+    with ctx.trace("verify", {"candidate": kept.candidate_id, "run": 1}):
+        report, final = steps.verify(
+            ctx, state.instance, original, progress.original, progress.base
+        )
+    _check_stop(state.instance)
+    held = final.progress
+    why = None if held else "kept changes failed their verify-only run: " + "; ".join(final.reasons)
+    _record(ctx, state, tier, kept, report, final, why, started, t0,
+            status=AttemptStatus.rejected, verify=True)  # fmt: skip
+    goal = progress.record(False, None)
+    if not held:
+        state.reasons.append(str(why))
+        assert original.goal is not None
+        goal = goal.model_copy(
+            update={"after": goal.before, "by_tier": {}, "remaining": original.goal.occurrences}
+        )
+        return outcome.model_copy(update={"reasons": state.reasons, "goal": goal})
+    state.reasons.append(
+        f"partially done: {goal.before - goal.after} of {goal.before} occurrence(s) migrated, "
+        f"verified on a fresh workspace; left: {where(goal.remaining) or 'none'}"
+        + ("" if goal.check_passed is not False else "; the goal's check_cmd still fails")
+    )
+    return outcome.model_copy(
+        update={
+            "reasons": state.reasons,
+            "goal": goal,
+            "patch": progress.base,
+            "attempts": state.spend.attempts,
+            "tier": outcome.tier or tier.name,
+        }
+    )
 
 
 def _ruled_out(campaign: Campaign, state: _State) -> dict[str, str]:
     """Tiers the instance's business rules skip (min_tier, require_critic), and why."""
-    out: dict[str, str] = {}
+    out: dict[str, str] = dict(campaign.tiers_for(state.instance))
     names = [t.name for t in campaign.tiers]
     for rule in campaign.rules_for(state.instance):
         state.rules.append(rule.name)
@@ -566,7 +685,13 @@ def _run_tier(
     last: bool,
 ) -> Outcome | None:
     """Rounds of one tier. An Outcome ends the instance; None escalates to the next tier."""
-    generator = make_generator(tier, ctx.store)
+    recipe = ctx.campaign.recipe_for(state.instance)
+    generator = make_generator(
+        tier,
+        ctx.store,
+        recipe=recipe,
+        run_tool=lambda inst, tree, cmd: run_tool(ctx, inst, tree, cmd),
+    )
     try:
         return _tier_rounds(ctx, steps, state, plan, pristine, tier, last, generator)
     finally:
@@ -626,6 +751,7 @@ def _tier_rounds(
 
     while True:
         _check_stop(state.instance)
+        plan, pristine = state.current(plan, pristine)
         spent = budget_left(budget, state.spend) or _campaign_spent(ctx)
         if spent:
             return give_up(spent, exhausted=False)
@@ -680,6 +806,9 @@ def _tier_rounds(
                 return outcome
             if early := early_signal():
                 return None if early == "escalate" else early
+            if state.moved:  # kept: the next round starts from it (its other ones are stale)
+                state.moved = False
+                break
             verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
             if verdict == Verdict.give_up:
                 return give_up(why, exhausted=False)
@@ -740,9 +869,20 @@ def _try(
     accepted = crit.verdict == Verdict.accept
     _record(ctx, state, tier, candidate, report, crit, None, started, t0,
             status=AttemptStatus.accepted if accepted else AttemptStatus.rejected)  # fmt: skip
+    progress = state.progress
+    if crit.progress and progress is not None and report is not None and report.goal is not None:
+        progress.advance(ctx.workspaces, tier.name, candidate, report.goal)
+        state.moved = True
+        state.reasons.append(
+            f"{tier.name}: kept {candidate.description or candidate.candidate_id} "
+            f"({report.goal.summary()})"
+        )
     if not accepted:
         feedback.append(crit.feedback)
         return None
+    if progress is not None:  # verify the whole change against the original tree
+        candidate = progress.cumulative(candidate)
+        plan, pristine = progress.original_plan, progress.original
     return _verify(ctx, steps, state, plan, pristine, tier, candidate, feedback)
 
 

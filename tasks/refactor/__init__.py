@@ -1,0 +1,1 @@
+"""Refactoring and migration: recipe goals, codemods, the refactor plan and critique."""
