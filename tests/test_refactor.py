@@ -1,0 +1,289 @@
+"""Refactoring recipes: goals on syntax trees, codemods, kept progress, the example campaign."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from patchsmith.config import load_campaign
+from patchsmith.domain import GoalState, Occurrence, OutcomeStatus, Plan, TestOutcome, TestReport
+from patchsmith.errors import ConfigError
+from patchsmith.recipes import Goal
+from patchsmith.tasks.campaign import open_session, run_instance, work_key
+from patchsmith.tasks.critique import critique
+from patchsmith.tasks.edits.diff import make_diff
+from patchsmith.tasks.refactor.files import read_regular, read_tree
+from patchsmith.tasks.refactor.goal import add_imports, rewrite, scan
+from patchsmith.tasks.repair import DIRECT
+from tests.test_examples import EXAMPLES, outcomes_by_test
+
+pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
+
+UTC_GOAL = Goal.model_validate(
+    {
+        "forbid": [
+            {
+                "pattern": "datetime.utcnow()",
+                "rewrite": "datetime.now(UTC)",
+                "imports": ["from datetime import UTC"],
+            },
+            {"pattern": "round2($X)", "rewrite": "quantize($X, places=2)"},
+            {"pattern": "legacy($$$ARGS)", "rewrite": "modern($$$ARGS, strict=True)"},
+        ]
+    }
+)
+
+SOURCE = textwrap.dedent(
+    '''\
+    """Doc."""
+    from __future__ import annotations
+
+    from datetime import datetime
+
+    NOTE = "datetime.utcnow() in a string is not code"  # datetime.utcnow() nor here
+
+
+    def f():
+        return datetime.utcnow(), round2(round2(1) + 2), legacy(a, b=2)
+    '''
+)
+
+
+# ------------------------------------------------------------------ goals on trees
+
+
+def test_scan_matches_code_not_strings_or_comments() -> None:
+    found = scan({"m.py": SOURCE}, UTC_GOAL)
+    assert [(o.line, o.pattern) for o in found] == [
+        (10, "datetime.utcnow()"),
+        (10, "round2($X)"),
+        (10, "round2($X)"),
+        (10, "legacy($$$ARGS)"),
+    ]
+
+
+def test_a_node_two_patterns_match_counts_once() -> None:
+    goal = Goal.model_validate(
+        {"forbid": [{"pattern": "legacy($M.amount)"}, {"pattern": "legacy($X)"}]}
+    )
+    found = scan({"m.py": "legacy(p.amount)\nlegacy(x)\n"}, goal)
+    assert [(o.line, o.pattern) for o in found] == [(1, "legacy($M.amount)"), (2, "legacy($X)")]
+
+
+def test_rewrite_fills_metavariables_nested_matches_and_imports() -> None:
+    out = rewrite(SOURCE, UTC_GOAL)
+    assert "return datetime.now(UTC), quantize(quantize(1, places=2) + 2, places=2), " in out
+    assert "modern(a, b=2, strict=True)" in out
+    assert "from datetime import UTC, datetime\n" in out  # merged into the existing import
+    assert 'NOTE = "datetime.utcnow() in a string' in out  # strings and comments untouched
+    assert scan({"m.py": out}, UTC_GOAL) == []
+    assert rewrite(out, UTC_GOAL) == out  # idempotent
+
+
+def test_imports_go_after_docstring_future_and_imports_once() -> None:
+    text = '"""d"""\nfrom __future__ import annotations\nimport os\n\nx = 1\n'
+    out = add_imports(text, ["from datetime import UTC", "import sys", "from datetime import UTC"])
+    assert out == (
+        '"""d"""\nfrom __future__ import annotations\nimport os\n'
+        "from datetime import UTC\nimport sys\n\nx = 1\n"
+    )
+    assert add_imports(out, ["import os", "from datetime import UTC"]) == out
+
+
+@pytest.mark.parametrize(
+    ("forbid", "message"),
+    [
+        ({"pattern": "((", "rewrite": "x"}, "is not Python code"),
+        ({"pattern": "f($X)", "rewrite": "g($Y)"}, "uses $Y, which the pattern"),
+        ({"pattern": "f()", "rewrite": "g()", "imports": ["os"]}, "is not an import"),
+    ],
+)
+def test_bad_patterns_are_config_errors(forbid: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("$", r"\$").replace("(", r"\(")):
+        Goal.model_validate({"forbid": [forbid]})
+
+
+# ------------------------------------------------------------------ hostile trees
+
+
+def test_symlinks_are_never_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.py"
+    secret.write_text("datetime.utcnow()  # host file\n")
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "real.py").write_text("x = 1\n")
+    os.symlink(secret, repo / "pkg" / "link.py")
+    os.symlink(tmp_path, repo / "outside")  # a directory link out of the tree
+    texts = read_tree(repo, lambda rel: True)
+    assert texts == {"pkg/real.py": "x = 1\n"}
+    assert read_regular(repo, "pkg/link.py") is None
+    assert read_regular(repo, "outside/secret.py") is None
+    assert read_regular(repo, "../secret.py") is None
+    assert read_regular(repo, "pkg/real.py") == "x = 1\n"
+
+
+# ------------------------------------------------------------------ critique
+
+
+def _plan(occurrences: int, guards: list[str]) -> Plan:
+    occ = [Occurrence(path="m.py", line=i + 1, pattern="p") for i in range(occurrences)]
+    return Plan(
+        instance_id="i",
+        intent="refactor",
+        fail_to_pass=[],
+        pass_to_pass=guards,
+        baseline=TestReport(outcomes=dict.fromkeys(guards, TestOutcome.passed)),
+        tier="codemod",
+        goal=GoalState(occurrences=occ),
+    )
+
+
+def _report(left: int, outcome: TestOutcome) -> TestReport:
+    occ = [Occurrence(path="m.py", line=i + 1, pattern="p") for i in range(left)]
+    return TestReport(outcomes={"t::a": outcome}, goal=GoalState(occurrences=occ))
+
+
+def test_critique_accepts_a_met_goal_keeps_progress_rejects_regressions() -> None:
+    plan = _plan(3, ["t::a"])
+    diff = make_diff({"m.py": ("a\n", "b\n")})
+    done = critique(plan, _report(0, TestOutcome.passed), diff)
+    assert done.verdict == "accept" and not done.progress
+    some = critique(plan, _report(1, TestOutcome.passed), diff)
+    assert some.verdict == "refine" and some.progress
+    assert "1 occurrence(s) of the goal left (2 of 3 removed)" in some.reasons
+    broken = critique(plan, _report(0, TestOutcome.failed), diff)
+    assert broken.verdict == "refine" and not broken.progress and broken.regressions == ["t::a"]
+    nothing = critique(plan, _report(3, TestOutcome.passed), diff)
+    assert not nothing.progress
+
+
+# ------------------------------------------------------------------ campaign files
+
+
+def test_recipe_repos_become_refactor_instances_with_a_codemod_tier(tmp_path: Path) -> None:
+    campaign = load_campaign(EXAMPLES / "refactor.yaml")
+    assert [i.instance_id for i in campaign.instances] == [
+        "utc-aware-textkit",
+        "utc-aware-scheduler",
+        "utc-aware-invoicing",
+        "format-amount-invoicing",
+    ]
+    assert {i.intent.value for i in campaign.instances} == {"refactor"}
+    assert [t.kind for t in campaign.tiers] == ["codemod", "search"]
+    inst = campaign.instances[0]
+    assert campaign.tiers_for(inst) == {
+        "search": "mutation search repairs failing tests; refactoring has none"
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"instances": [{"id": "x", "repo": ".", "intent": "refactor"}]}, "names no recipe"),
+        ({"instances": [{"id": "x", "repo": ".", "recipe": "nope"}]}, "names recipe 'nope'"),
+    ],
+)
+def test_instances_must_name_a_recipe_of_the_campaign(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    raw = {"name": "c", "recipes": [], **change}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_campaign(tmp_path / "c.yaml")
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def _git_apply(patch: str, project: Path, dest: Path) -> Path:
+    subprocess.run(["cp", "-a", str(project), str(dest)], check=True)
+    subprocess.run(["git", "apply"], input=patch.encode(), cwd=dest, check=True)
+    return dest
+
+
+@pytest.mark.slow
+def test_example_refactor_campaign(home: Path, tmp_path: Path) -> None:
+    """Codemod-reachable occurrences are all migrated with guards green, the rest reported
+    by location; every changeset applies to a clean copy and its tests still pass."""
+    campaign = load_campaign(EXAMPLES / "refactor.yaml")
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcomes = {i.instance_id: run_instance(session, i, DIRECT) for i in campaign.instances}
+    for name in ("utc-aware-textkit", "utc-aware-scheduler", "utc-aware-invoicing"):
+        outcome = outcomes[name]
+        assert outcome.status == OutcomeStatus.resolved, (name, outcome.reasons)
+        assert outcome.goal is not None and outcome.goal.state == "done"
+        assert outcome.goal.check_passed is True
+    # Two codemods chained in textkit and scheduler: the rewrite, then ruff's UP017 fixer.
+    assert outcomes["utc-aware-textkit"].goal.by_tier == {"codemod": 2}  # type: ignore[union-attr]
+    partial = outcomes["format-amount-invoicing"]
+    assert partial.status == OutcomeStatus.unresolved and partial.patch
+    assert partial.goal is not None and partial.goal.state == "partial"
+    assert (partial.goal.before, partial.goal.after) == (3, 1)
+    assert [o.where() for o in partial.goal.remaining] == ["invoicing/statement.py:20"]
+    assert any("left: invoicing/statement.py:20" in r for r in partial.reasons)
+    for inst in campaign.instances:
+        patch = outcomes[inst.instance_id].patch
+        assert patch, inst.instance_id
+        project = Path(inst.repo)
+        clean = _git_apply(patch, project, tmp_path / f"clean-{inst.instance_id}")
+        before, after = outcomes_by_test(project), outcomes_by_test(clean)
+        assert set(after) == set(before)
+        assert {t for t, r in before.items() if r == "PASSED"} <= {
+            t for t, r in after.items() if r == "PASSED"
+        }, inst.instance_id
+
+
+@pytest.mark.slow
+def test_codemod_commands_run_sandboxed_and_their_symlinks_are_not_followed(
+    home: Path, tmp_path: Path
+) -> None:
+    """A recipe command that swaps a file for a link to a host file gets nothing of it into a
+    candidate; a command that edits the file makes the candidate that meets the goal."""
+    repo = tmp_path / "svc"
+    (repo / "tests").mkdir(parents=True)
+    source = (
+        "def total(x):\n    return old_round(x)\n\n\ndef old_round(x):\n    return round(x, 2)\n"
+    )
+    (repo / "svc.py").write_text(source)
+    (repo / "tests" / "test_svc.py").write_text(
+        "from svc import total\n\n\ndef test_total():\n    assert total(1.234) == 1.23\n"
+    )
+    host = tmp_path / "host-secret.txt"
+    host.write_text("HOST SECRET\n")
+    fix = (
+        "import pathlib; p = pathlib.Path('svc.py'); "
+        "p.write_text(p.read_text().replace('return old_round(x)', 'return round(x, 2)'))"
+    )
+    raw = {
+        "name": "cmds",
+        "recipes": [
+            {
+                "name": "inline",
+                "instruction": "Inline old_round",
+                "goal": {"forbid": [{"pattern": "old_round($X)"}]},
+                "codemods": {
+                    "commands": [f"ln -sf {host} svc.py", f'python -c "{fix}"'],
+                },
+                "repos": [str(repo)],
+            }
+        ],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    campaign = load_campaign(tmp_path / "c.yaml")
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
+    inst = campaign.instances[0]
+    outcome = run_instance(session, inst, DIRECT)
+    seen = [a for a in session.store.attempts_for_key(work_key(session, inst)) if a.candidate]
+    assert [a.generator for a in seen] == ["codemod:command 2"]  # command 1 changed nothing
+    assert outcome.status == OutcomeStatus.resolved, outcome.reasons
+    assert outcome.patch and "+    return round(x, 2)" in outcome.patch
+    assert (
+        all("HOST SECRET" not in a.candidate.diff for a in seen if a.candidate)
+        and "HOST SECRET" not in outcome.patch
+    )
+    assert (repo / "svc.py").read_text() == source  # the source repository is untouched
