@@ -227,6 +227,23 @@ class WorkspaceManager:
             raise WorkspaceError(f"{repo!r} is not a git repository but base_commit={commit!r}")
         gitmirror.archive(self._mirror(source), commit, dest)
 
+    def git_source(self, instance: Instance) -> tuple[Path, str]:
+        """A git directory of ours holding the instance's history, and the commit it is at
+        (its base_commit, else HEAD): what ``patchsmith publish`` clones. Raises
+        WorkspaceError when the repository is not a git repository."""
+        repo, commit = _source(instance)
+        if repo.startswith(_URL_PREFIXES):
+            git_dir = self._clone(repo)
+        else:
+            source = Path(repo).expanduser()
+            if gitmirror.git_dirs(source) is None:
+                raise WorkspaceError(
+                    f"{repo} is not a git repository: publishing makes a branch in a clone of "
+                    "it (run `git init` and commit there, or give the instance a git URL)"
+                )
+            git_dir = self._mirror(source)
+        return git_dir, gitmirror.resolve_commit(git_dir, commit or "HEAD")
+
     def _mirror(self, source: Path) -> Path:
         """A mirror of a local repository's refs over its objects (see infra/gitmirror.py):
         git never runs inside the source, so its config, hooks and filters never run."""

@@ -23,6 +23,7 @@ from rich.table import Table
 from patchsmith.cli_adapters import adapters_app
 from patchsmith.cli_env import env_app
 from patchsmith.cli_models import models_app
+from patchsmith.cli_refactor import publish_cmd
 from patchsmith.cli_sandbox import sandbox_app
 from patchsmith.errors import PatchsmithError
 
@@ -35,6 +36,7 @@ app.add_typer(sandbox_app, name="sandbox", help="Run commands in the sandbox (de
 app.add_typer(adapters_app, name="adapters", help="The LoRA adapter registry.")
 app.add_typer(models_app, name="models", help="Code models that install offline.")
 app.add_typer(env_app, name="env", help="Per-repository environments (build, list, rm).")
+app.command("publish")(publish_cmd)
 console = Console(stderr=True)
 
 
@@ -54,8 +56,16 @@ def run(
         bool, typer.Option(help="Redo instances already resolved in the store.")
     ] = False,
     tracking: Annotated[bool, typer.Option(help="Record runs in MLflow.")] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Show what would run (instances, tiers, goal occurrences, the "
+            "worst-case cost); write nothing."
+        ),
+    ] = False,
 ) -> None:
-    """Run a campaign: repair every instance, write outcomes.jsonl, predictions.jsonl, patches/.
+    """Run a campaign: repair every instance, write outcomes.jsonl, predictions.jsonl, patches/
+    (and changesets/ for refactorings: see `patchsmith publish`).
 
     Ctrl-C or SIGTERM stops it cleanly (finished attempts recorded, exit 130/143); run it
     again to resume. A second Ctrl-C exits at once.
@@ -64,13 +74,18 @@ def run(
     from patchsmith.infra import models
     from patchsmith.infra.settings import configure
 
-    home = configure()
+    home = Path() if dry_run else configure()  # a dry run writes nothing, not even a home
     try:
         parsed = load_campaign(campaign)
         models.require_all(m.model for m in parsed.model_configs() if m.backend == "hf")
     except PatchsmithError as exc:
         raise fail(str(exc)) from None
-    _print_preflight(parsed)
+    _print_preflight(parsed, write=not dry_run)
+    if dry_run:
+        from patchsmith.cli_refactor import dry_run as show
+
+        show(parsed)
+        return
     stops = Stops()
     try:
         try:
@@ -106,11 +121,21 @@ def run(
         raise typer.Exit(1)
 
 
-def _print_preflight(parsed: Any) -> None:
-    """The campaign's worst case, with the rates this store recorded for its models."""
+def _print_preflight(parsed: Any, *, write: bool = True) -> None:
+    """The campaign's worst case, with the rates this store recorded for its models
+    (without ``write``, only a store that exists already is read: none is created)."""
     from patchsmith import preflight
+    from patchsmith.infra.settings import home
     from patchsmith.infra.store import Store
 
+    if (
+        not write
+        and not os.environ.get("PATCHSMITH_DB_URL")
+        and not (home() / "patchsmith.db").is_file()
+    ):
+        for line in preflight.estimate(parsed).lines():
+            console.print(line, soft_wrap=True, highlight=False)
+        return
     try:
         with Store.open() as store:
             estimate = preflight.estimate(parsed, store)

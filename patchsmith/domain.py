@@ -535,6 +535,10 @@ class GoalProgress(Value):
     )
     remaining: list[Occurrence] = Field(default_factory=list)
     check_passed: bool | None = Field(default=None, description="None: no check_cmd.")
+    guards: int = Field(default=0, description="Tests that passed before: all must still pass.")
+    steps: list[str] = Field(
+        default_factory=list, description="The generators whose changes it is made of, in order."
+    )
 
     @property
     def state(self) -> Literal["done", "partial", "untouched"]:
@@ -581,6 +585,58 @@ class Outcome(Value):
         "mean log-prob, repeats, critic rejections, stale rounds) after its first round "
         "(keys first_*) and when it ended: what `patchsmith tune-cascade` fits.",
     )
+
+
+class Changeset(Value):
+    """A refactoring's verified change to one repository, ready to publish as a branch."""
+
+    instance_id: str
+    repo: str
+    base_commit: str | None
+    recipe: str
+    instruction: str
+    state: Literal["done", "partial", "untouched"]
+    goal: GoalProgress
+    patch_file: str | None
+    files: list[str]
+    lines: int = Field(description="Lines added plus removed.")
+    tier: str | None
+    needs_review: bool
+    verified: str = Field(description="How it was verified, in words.")
+
+    @classmethod
+    def of(cls, instance: Instance, outcome: Outcome) -> Changeset:
+        assert outcome.goal is not None and outcome.patch is not None
+        files = sorted(
+            {line[6:] for line in outcome.patch.splitlines() if line.startswith("+++ b/")}
+            | {line[6:] for line in outcome.patch.splitlines() if line.startswith("--- a/")}
+        )
+        lines = sum(
+            1
+            for line in outcome.patch.splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++ ", "--- "))
+        )
+        goal = outcome.goal
+        check = {None: "", True: "; the goal's check_cmd passes", False: "; check_cmd fails"}
+        verified = (
+            f"applied to a fresh copy of the repository in patchsmith's sandbox: all "
+            f"{goal.guards} test(s) that passed before still pass{check[goal.check_passed]}"
+        )
+        return cls(
+            instance_id=instance.instance_id,
+            repo=instance.repo,
+            base_commit=instance.base_commit,
+            recipe=goal.recipe,
+            instruction=instance.instruction,
+            state=goal.state,
+            goal=goal,
+            patch_file=outcome.patch_file,
+            files=files,
+            lines=lines,
+            tier=outcome.tier,
+            needs_review=outcome.needs_review,
+            verified=verified,
+        )
 
 
 def config_hash(*parts: BaseModel | dict[str, Any] | str | None) -> str:

@@ -13,7 +13,9 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from patchsmith.domain import Outcome, OutcomeStatus
+from patchsmith.domain import Changeset, Instance, Outcome, OutcomeStatus
+
+CHANGESETS = "changesets"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -39,13 +41,21 @@ class OutputWriter:
         self._outcomes: dict[str, Outcome] = read_outcomes(out_dir) if keep_existing else {}
         self._lock = threading.Lock()
         (out_dir / "patches").mkdir(parents=True, exist_ok=True)
+        (out_dir / CHANGESETS).mkdir(exist_ok=True)
 
-    def add(self, outcome: Outcome) -> Outcome:
-        """Record an outcome (writing its patch file) and rewrite the JSONL files."""
+    def add(self, outcome: Outcome, instance: Instance | None = None) -> Outcome:
+        """Record an outcome (writing its patch file) and rewrite the JSONL files; a
+        refactoring's verified patch also gets its changeset (``changesets/ID.json``)."""
         if outcome.patch:
             rel = f"patches/{_safe_name(outcome.instance_id)}.diff"
             _atomic_write(self.dir / rel, outcome.patch)
             outcome = outcome.model_copy(update={"patch_file": rel})
+            if outcome.goal is not None and instance is not None:
+                changeset = Changeset.of(instance, outcome)
+                _atomic_write(
+                    self.dir / CHANGESETS / f"{_safe_name(outcome.instance_id)}.json",
+                    changeset.model_dump_json(indent=2),
+                )
         with self._lock:
             self._outcomes[outcome.instance_id] = outcome
             ordered = list(self._outcomes.values())

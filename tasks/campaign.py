@@ -137,7 +137,7 @@ def run_instance(session: Session, instance: Instance, steps: Steps = DIRECT) ->
             outcome = done.model_copy(
                 update={"reasons": [*done.reasons, "reused the stored outcome (use --redo)"]}
             )
-            outcome = session.writer.add(outcome)
+            outcome = session.writer.add(outcome, instance)
             emit("instance_done", outcome=outcome, skipped=True)
             return outcome
     with session.slots.hold():
@@ -200,7 +200,7 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
         store.record_outcome(run_id, key, outcome)
     finally:
         # Even if the store refused, the outputs and the tracking run are completed.
-        outcome = session.writer.add(outcome)
+        outcome = session.writer.add(outcome, instance)
         tracker.end_instance(ml_run, outcome, logs={})
         emit("instance_done", outcome=outcome, skipped=False)
     if ml_run is not None and not tracker.failed:

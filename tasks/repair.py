@@ -345,6 +345,7 @@ class _State:
     last: Attempt | None = None  # the attempt recorded last
     progress: Progress | None = None  # a refactoring's kept changes (tasks/refactor/)
     moved: bool = False  # the last candidate was kept: the next round starts from it
+    final: str | None = None  # generator of the verified candidate
 
     def current(self, plan: Plan, pristine: Path) -> tuple[Plan, Path]:
         """The plan and tree the next round works on (a refactoring's kept base)."""
@@ -364,7 +365,7 @@ def _outcome(state: _State, status: OutcomeStatus, **kw: Any) -> Outcome:
         signals=_signals(state),
         rules=list(dict.fromkeys(state.rules)),
         route=state.route,
-        goal=state.progress.record(status == OutcomeStatus.resolved, kw.get("tier"))
+        goal=state.progress.record(status == OutcomeStatus.resolved, kw.get("tier"), state.final)
         if state.progress is not None
         else None,
         **kw,
@@ -924,6 +925,7 @@ def _verify(
     state.reasons.append(f"verified on {where}: " + "; ".join(final.reasons))
     state.reasons.append(described)
     held = [r.name for r in ruling if r.needs_review]
+    state.final = candidate.generator
     state.rules.extend(r.name for r in ruling)
     if held:
         state.reasons.append(f"held for review by rule(s) {', '.join(held)}")

@@ -46,6 +46,7 @@ class Progress:
     base: str = ""
     by_tier: dict[str, int] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)  # candidate ids, in order
+    kept_by: list[str] = field(default_factory=list)  # their generators
 
     @classmethod
     def start(cls, recipe: str, pristine: Path, plan: Plan) -> Progress:
@@ -85,13 +86,14 @@ class Progress:
         )
         self.base = base
         self.kept.append(candidate.candidate_id)
+        self.kept_by.append(candidate.generator)
         suspicious = [
             SuspiciousLine(path=o.path, line=o.line, score=1.0, sources=["goal"])
             for o in goal.occurrences
         ]
         self.plan = self.plan.model_copy(update={"goal": goal, "suspicious": suspicious})
 
-    def record(self, resolved: bool, tier: str | None) -> GoalProgress:
+    def record(self, resolved: bool, tier: str | None, final: str | None = None) -> GoalProgress:
         """What the instance achieved; ``resolved``: the goal was met by ``tier``'s last
         candidate (which removed every occurrence still left)."""
         before = self.original_plan.goal
@@ -110,6 +112,8 @@ class Progress:
             by_tier=by_tier,
             remaining=left,
             check_passed=check,
+            guards=len(self.original_plan.pass_to_pass),
+            steps=[*self.kept_by, *([final] if resolved and final else [])],
         )
 
 
