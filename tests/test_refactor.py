@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -287,3 +288,61 @@ def test_codemod_commands_run_sandboxed_and_their_symlinks_are_not_followed(
         and "HOST SECRET" not in outcome.patch
     )
     assert (repo / "svc.py").read_text() == source  # the source repository is untouched
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd, check=True, capture_output=True, text=True, env=env,
+    ).stdout  # fmt: skip
+
+
+@pytest.mark.slow
+def test_publish_commits_in_clones_and_pushes_to_a_bare_remote(home: Path, tmp_path: Path) -> None:
+    """Verified changesets become a commit on a branch in a clone, pushed to a local bare
+    remote; the source repository (whose own git config and hooks would leave a mark if
+    git ran under them) is untouched."""
+    from patchsmith.publish import publish
+
+    repo = tmp_path / "invoicing"
+    shutil.copytree(EXAMPLES / "invoicing", repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "start")
+    marker = tmp_path / "ran-under-repo-config"
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    _git(repo, "config", "core.fsmonitor", f"touch {marker}; echo")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    raw = yaml.safe_load((EXAMPLES / "refactor.yaml").read_text())
+    for recipe in raw["recipes"]:
+        recipe["repos"] = [str(repo)]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    campaign = load_campaign(tmp_path / "c.yaml")
+    out = tmp_path / "out"
+    session = open_session(campaign, home=home, out_dir=out, tracking=False)
+    for inst in campaign.instances:
+        run_instance(session, inst, DIRECT)
+    results = publish(out, remote=str(remote))
+    assert sorted(r.instance_id for r in results if r.pushed) == [
+        "format-amount-invoicing",
+        "utc-aware-invoicing",
+    ], [r.note for r in results]
+    log = " ".join(_git(remote, "log", "--format=%s%n%b", "patchsmith/format-amount").split())
+    assert "format-amount: Replace the deprecated legacy_format" in log
+    assert "2 of 3 occurrence(s)" in log and "Partial: 1 left at invoicing/statement.py:20" in log
+    assert "Verified: applied to a fresh copy" in log
+    assert _git(remote, "rev-parse", "patchsmith/utc-aware~1").strip() == head
+    checkout = tmp_path / "pushed"
+    subprocess.run(["git", "clone", "-q", "-b", "patchsmith/utc-aware", str(remote), str(checkout)],
+                   check=True)  # fmt: skip
+    assert "datetime.now(UTC)" in (checkout / "invoicing" / "audit.py").read_text()
+    # The source: its config never ran; same commit, clean tree, no new branch.
+    assert not marker.exists()
+    assert _git(repo, "rev-parse", "HEAD").strip() == head
+    assert _git(repo, "-c", "core.fsmonitor=false", "status", "--porcelain") == ""
+    assert "patchsmith" not in _git(repo, "branch", "--list")
