@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from patchsmith.domain import Attempt, AttemptStatus, Outcome, OutcomeStatus
+from patchsmith.domain import Attempt, AttemptStatus, Outcome, OutcomeStatus, patch_lines
 from patchsmith.infra.tracking_params import config_id, config_label, model_config
 
 CFG = "cfg."  # per-model-configuration metric prefix: cfg.<id>.<counter>
@@ -239,6 +239,19 @@ def instance_summary(
         tags["patchsmith.rules"] = ",".join(outcome.rules)
     if outcome.needs_review:
         tags["patchsmith.needs_review"] = "true"
+    if outcome.goal is not None:  # a refactoring: its recipe and how far it got
+        goal = outcome.goal
+        tags["patchsmith.recipe"] = goal.recipe
+        tags["patchsmith.refactor_state"] = goal.state
+        metrics["goal.occurrences_before"] = float(goal.before)
+        metrics["goal.occurrences_after"] = float(goal.after)
+        metrics["goal.migrated_share"] = (
+            (goal.before - goal.after) / goal.before if goal.before else 1.0
+        )
+        for tier, n in goal.by_tier.items():
+            metrics[f"goal.migrated_by.{tier}"] = float(n)
+        if outcome.patch:
+            metrics["goal.changeset_lines"] = float(patch_lines(outcome.patch))
     params = {
         f"{CONFIG_PARAM}{cid}": json.dumps(cfg, sort_keys=True)[:6000]
         for cid, cfg in account.configs.items()

@@ -587,6 +587,15 @@ class Outcome(Value):
     )
 
 
+def patch_lines(patch: str) -> int:
+    """Lines a unified diff adds plus the lines it removes."""
+    return sum(
+        1
+        for line in patch.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++ ", "--- "))
+    )
+
+
 class Changeset(Value):
     """A refactoring's verified change to one repository, ready to publish as a branch."""
 
@@ -611,11 +620,7 @@ class Changeset(Value):
             {line[6:] for line in outcome.patch.splitlines() if line.startswith("+++ b/")}
             | {line[6:] for line in outcome.patch.splitlines() if line.startswith("--- a/")}
         )
-        lines = sum(
-            1
-            for line in outcome.patch.splitlines()
-            if line[:1] in "+-" and not line.startswith(("+++ ", "--- "))
-        )
+        lines = patch_lines(outcome.patch)
         goal = outcome.goal
         check = {None: "", True: "; the goal's check_cmd passes", False: "; check_cmd fails"}
         verified = (
