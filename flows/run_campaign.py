@@ -21,6 +21,7 @@ from prefect.futures import as_completed
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from patchsmith.approval import gate
 from patchsmith.domain import Instance, Outcome
 from patchsmith.errors import Interrupted
 from patchsmith.flows.common import (
@@ -89,12 +90,14 @@ def run_campaign(
     stopped = running.stop_requested()
     outcomes, status = close_session(session, campaign_yaml(campaign), interrupted=stopped)
     publish_summary(campaign, outcomes)
-    result = {
+    result: dict[str, Any] = {
         "campaign": campaign.name,
         "status": status,
         "out_dir": str(out_dir),
         "outcomes": [o.model_dump(mode="json") for o in outcomes],
     }
+    if not stopped:  # held changesets wait for a person (approval: required), then publish
+        result["review"] = gate(campaign, out_dir)
     if stopped:
         return interrupted_state(
             f"interrupted: {len(outcomes)}/{total} instance(s) finished; run again to resume",

@@ -305,6 +305,14 @@ class BusinessRule(Strict):
         return not self.paths or any(fnmatchcase(f, p) for p in self.paths for f in files)
 
 
+class PublishConfig(Strict):
+    """``publish:`` of a campaign (see ``patchsmith publish``)."""
+
+    branch: str | None = Field(default=None, description="Default: patchsmith/RECIPE.")
+    remote: str | None = Field(default=None, description="Push the branch here.")
+    partial: bool = Field(default=True, description="Publish partially done refactorings.")
+
+
 def _default_tiers() -> list[Tier]:
     return [SearchTier()]
 
@@ -346,6 +354,19 @@ class Campaign(Strict):
         default_factory=list,
         description="Business rules: repo/path patterns that force a minimum tier, a critic, "
         "more verification or a person's review (see BusinessRule).",
+    )
+    approval: Literal["none", "required"] = Field(
+        default="none",
+        description="required: once the instances are done, the flow run pauses until a "
+        "person approves or rejects each changeset a rule holds for review (Prefect UI).",
+    )
+    approval_timeout_s: int = Field(
+        default=86400, gt=0, description="How long the flow waits for the approval."
+    )
+    publish: PublishConfig | None = Field(
+        default=None,
+        description="Publish verified changesets at the end of the run (after approval): "
+        "a branch in a clone of each repository, pushed to remote when given.",
     )
     recipes: list[Recipe] = Field(
         default_factory=list,

@@ -611,6 +611,9 @@ class Changeset(Value):
     lines: int = Field(description="Lines added plus removed.")
     tier: str | None
     needs_review: bool
+    review: Literal["none", "pending", "approved", "rejected"] = Field(
+        default="none", description="A person's decision on a held changeset (approval gate)."
+    )
     verified: str = Field(description="How it was verified, in words.")
 
     @classmethod
@@ -640,6 +643,7 @@ class Changeset(Value):
             lines=lines,
             tier=outcome.tier,
             needs_review=outcome.needs_review,
+            review="pending" if outcome.needs_review else "none",
             verified=verified,
         )
 

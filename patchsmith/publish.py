@@ -150,7 +150,9 @@ def publish(
     for changeset in read_changesets(run_dir):
         name = branch or f"patchsmith/{changeset.recipe}"
         skip = None
-        if changeset.needs_review and not include_review:
+        if changeset.review == "rejected":
+            skip = "rejected by its reviewer"
+        elif changeset.needs_review and changeset.review != "approved" and not include_review:
             skip = "held for review (a business rule): approve it, or --include-review"
         elif changeset.state == "partial" and not partial:
             skip = "partial (--no-partial)"

@@ -569,6 +569,11 @@ def _partial(
             update={"after": goal.before, "by_tier": {}, "remaining": original.goal.occurrences}
         )
         return outcome.model_copy(update={"reasons": state.reasons, "goal": goal})
+    ruling = [r for r in ctx.campaign.rules_for(state.instance) if r.matches_patch(kept.files)]
+    review = [r.name for r in ruling if r.needs_review]
+    state.rules.extend(r.name for r in ruling)
+    if review:
+        state.reasons.append(f"held for review by rule(s) {', '.join(review)}")
     state.reasons.append(
         f"partially done: {goal.before - goal.after} of {goal.before} occurrence(s) migrated, "
         f"verified on a fresh workspace; left: {where(goal.remaining) or 'none'}"
@@ -579,6 +584,8 @@ def _partial(
             "reasons": state.reasons,
             "goal": goal,
             "patch": progress.base,
+            "needs_review": bool(review),
+            "rules": list(dict.fromkeys(state.rules)),
             "attempts": state.spend.attempts,
             "tier": outcome.tier or tier.name,
         }
