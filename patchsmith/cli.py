@@ -356,6 +356,10 @@ def report(
     except PatchsmithError as exc:
         raise fail(str(exc)) from None
     wide_console().print(render_table(rep))
+    if rep.recipes:
+        from patchsmith.report_recipes import render
+
+        wide_console().print(render(rep.recipes))
     if markdown:
         markdown.write_text(to_markdown(rep))
         console.print(f"Markdown written to {markdown}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from patchsmith.infra.tracking_metrics import Stats
+from patchsmith.report_recipes import RecipeRow
 
 __all__ = ["Report", "Row"]
 
@@ -31,6 +32,8 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     unresolved: dict[str, int] = field(default_factory=dict)
     """Unresolved instances grouped by why they ended (budget, exhausted, ...)."""
+    recipes: list[RecipeRow] = field(default_factory=list)
+    """Refactoring campaigns: per recipe, repositories done / partial / untouched."""
 
     def unresolved_text(self) -> str:
         """``unresolved by reason: budget 3, exhausted 1`` ('' when none)."""

@@ -17,6 +17,8 @@ from rich.table import Table
 
 from patchsmith.errors import ConfigError
 from patchsmith.infra.tracking_metrics import InstanceRecord, Stats, summarize
+from patchsmith.report_recipes import markdown as recipe_markdown
+from patchsmith.report_recipes import recipe_rows
 from patchsmith.report_types import Report, Row
 from patchsmith.reports_chart import draw
 
@@ -79,7 +81,8 @@ def campaign_report(
         Row("config", label, s, tier=summary.config_tier[label])
         for label, s in sorted(summary.by_config.items(), key=lambda kv: summary.config_tier[kv[0]])
     ]
-    return Report(experiment, campaign_run_id, rows, summary.unresolved)
+    recipes = recipe_rows((r.data.metrics, r.data.tags) for r in runs)
+    return Report(experiment, campaign_run_id, rows, summary.unresolved, recipes)
 
 
 # ------------------------------------------------------------------ presentation
@@ -162,7 +165,8 @@ def to_markdown(report: Report) -> str:
     )
     if report.unresolved:
         head += report.unresolved_text().capitalize() + ".\n\n"
-    return head + _md_table(COLUMNS, [_cells(r, o) for r in report.rows]) + "\n"
+    body = head + _md_table(COLUMNS, [_cells(r, o) for r in report.rows]) + "\n"
+    return body + (recipe_markdown(report.recipes) if report.recipes else "")
 
 
 def compare(tracking_uri: str, experiments: list[str], chart: Path) -> tuple[str, Path]:

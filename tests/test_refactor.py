@@ -15,6 +15,7 @@ from patchsmith.config import load_campaign
 from patchsmith.domain import GoalState, Occurrence, OutcomeStatus, Plan, TestOutcome, TestReport
 from patchsmith.errors import ConfigError
 from patchsmith.recipes import Goal
+from patchsmith.reports import campaign_report
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
 from patchsmith.tasks.critique import critique
 from patchsmith.tasks.edits.diff import make_diff
@@ -212,8 +213,17 @@ def test_example_refactor_campaign(home: Path, tmp_path: Path) -> None:
     """Codemod-reachable occurrences are all migrated with guards green, the rest reported
     by location; every changeset applies to a clean copy and its tests still pass."""
     campaign = load_campaign(EXAMPLES / "refactor.yaml")
-    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=True)
     outcomes = {i.instance_id: run_instance(session, i, DIRECT) for i in campaign.instances}
+    session.tracker.flush()
+    # MLflow has each recipe's progress, and `patchsmith report` adds it up per recipe.
+    report = campaign_report(f"sqlite:///{home / 'mlflow.db'}", campaign.name)
+    rows = {r.recipe: r for r in report.recipes}
+    assert (rows["utc-aware"].done, rows["utc-aware"].partial) == (3, 0)
+    assert rows["utc-aware"].by_tier == {"codemod": 5} and rows["utc-aware"].after == 0
+    fmt = rows["format-amount"]
+    assert (fmt.done, fmt.partial, fmt.before, fmt.after) == (0, 1, 3, 1)
+    assert fmt.review_lines > 0
     for name in ("utc-aware-textkit", "utc-aware-scheduler", "utc-aware-invoicing"):
         outcome = outcomes[name]
         assert outcome.status == OutcomeStatus.resolved, (name, outcome.reasons)
