@@ -20,7 +20,7 @@ from patchsmith.tasks.campaign import open_session, run_instance, work_key
 from patchsmith.tasks.critique import critique
 from patchsmith.tasks.edits.diff import make_diff
 from patchsmith.tasks.refactor.files import read_regular, read_tree
-from patchsmith.tasks.refactor.goal import add_imports, rewrite, scan
+from patchsmith.tasks.refactor.goal import add_imports, drop_unused_imports, rewrite, scan
 from patchsmith.tasks.repair import DIRECT
 from tests.test_examples import EXAMPLES, outcomes_by_test
 
@@ -95,6 +95,20 @@ def test_imports_go_after_docstring_future_and_imports_once() -> None:
         "from datetime import UTC\nimport sys\n\nx = 1\n"
     )
     assert add_imports(out, ["import os", "from datetime import UTC"]) == out
+
+
+def test_imports_a_change_left_unused_go_those_unused_before_stay() -> None:
+    before = (
+        "from datetime import UTC, datetime, timezone\nimport os\n\nx = timezone.utc, datetime\n"
+    )
+    after = "from datetime import UTC, datetime, timezone\nimport os\n\nx = UTC, datetime\n"
+    assert drop_unused_imports(before, after) == (
+        "from datetime import UTC, datetime\nimport os\n\nx = UTC, datetime\n"
+    )
+    only = "from datetime import timezone\nfrom datetime import UTC\nx = UTC\n"
+    assert drop_unused_imports("from datetime import timezone\nx = timezone.utc\n", only) == (
+        "from datetime import UTC\nx = UTC\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 from patchsmith.domain import Candidate, Critique, Instance, Plan, TestReport, Usage
 from patchsmith.recipes import CodemodTier, Recipe
 from patchsmith.tasks.edits.diff import make_diff
-from patchsmith.tasks.refactor.goal import rewritable, rewrite
+from patchsmith.tasks.refactor.goal import drop_unused_imports, rewritable, rewrite
 from patchsmith.tasks.refactor.plan import in_scope_texts
 
 ToolRun = Callable[[Instance, Path, str], dict[str, str]]
@@ -71,7 +71,9 @@ class CodemodGenerator:
                     self.notes.append(f"rewrite skipped {path}: {exc.msg} (line {exc.lineno})")
         else:
             after = self.run(instance, pristine, tool.command)
-        return {p: t for p, t in after.items() if p in before and before[p] != t}
+        # What a codemod itself left unused (timezone, once timezone.utc is UTC) goes too.
+        cleaned = {p: drop_unused_imports(before[p], t) for p, t in after.items() if p in before}
+        return {p: t for p, t in cleaned.items() if before[p] != t}
 
     def propose(
         self,

@@ -177,5 +177,48 @@ def add_imports(text: str, lines: Iterable[str]) -> str:
     return "".join(source[:after] + insert + source[after:])
 
 
+def _used_names(tree: ast.Module) -> set[str]:
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    for node in ast.walk(tree):  # names listed in __all__ count as used
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            names |= {
+                e.value for e in ast.walk(node.value)
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            }  # fmt: skip
+    return names
+
+
+def drop_unused_imports(before: str, after: str) -> str:
+    """``after`` without the top-level imports that the change itself left unused (used in
+    ``before``, not in ``after``); imports unused before are left alone. Only one-line
+    ``import``/``from`` statements are edited; a statement left empty is removed."""
+    try:
+        old, new = ast.parse(before), ast.parse(after)
+    except SyntaxError:
+        return after
+    dropped = _used_names(old) - _used_names(new)
+    if not dropped:
+        return after
+    lines = after.splitlines(keepends=True)
+    for statement in reversed(new.body):
+        if not isinstance(statement, ast.Import | ast.ImportFrom):
+            continue
+        if statement.lineno != statement.end_lineno or "#" in lines[statement.lineno - 1]:
+            continue
+        keep = [a for a in statement.names if (a.asname or a.name.split(".")[0]) not in dropped]
+        if len(keep) == len(statement.names):
+            continue
+        row = statement.lineno - 1
+        if not keep:
+            del lines[row]
+            continue
+        statement.names = keep
+        indent = lines[row][: statement.col_offset]
+        lines[row] = indent + ast.unparse(statement) + "\n"
+    return "".join(lines)
+
+
 def rewritable(goal: Goal) -> bool:
     return any(f.rewrite is not None for f in goal.forbid)
