@@ -370,3 +370,47 @@ def test_publish_commits_in_clones_and_pushes_to_a_bare_remote(home: Path, tmp_p
     assert _git(repo, "rev-parse", "HEAD").strip() == head
     assert _git(repo, "-c", "core.fsmonitor=false", "status", "--porcelain") == ""
     assert "patchsmith" not in _git(repo, "branch", "--list")
+
+
+LLM_FIX = """invoicing/statement.py
+<<<<<<< SEARCH
+    return f"Tax ({currency}): {legacy_format(tax)}"
+=======
+    return f"Tax ({currency}): {format_amount(tax, currency=currency)}"
+>>>>>>> REPLACE
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fresh_backends")
+def test_an_llm_tier_takes_what_the_codemods_left_from_their_base(
+    home: Path, tmp_path: Path
+) -> None:
+    """The codemod migrates two calls and is kept; the LLM tier edits the kept tree (its
+    SEARCH text is there) for the last one; the shipped patch holds both, from the original."""
+    repo = tmp_path / "invoicing"
+    shutil.copytree(EXAMPLES / "invoicing", repo)
+    raw = yaml.safe_load((EXAMPLES / "refactor.yaml").read_text())
+    recipe = next(r for r in raw["recipes"] if r["name"] == "format-amount")
+    recipe["repos"] = [str(repo)]
+    llm = {
+        "kind": "llm",
+        "name": "llm",
+        "model": {"model": "coder", "backend": "scripted", "options": {"replies": [LLM_FIX]}},
+        "rounds": 1,
+        "planner": False,
+    }
+    doc = {"name": "mixed", "recipes": [recipe], "tiers": [{"kind": "codemod"}, llm]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+    campaign = load_campaign(tmp_path / "c.yaml")
+    session = open_session(campaign, home=home, out_dir=tmp_path / "out", tracking=False)
+    outcome = run_instance(session, campaign.instances[0], DIRECT)
+    assert outcome.status == OutcomeStatus.resolved, outcome.reasons
+    assert outcome.tier == "llm" and outcome.goal is not None
+    assert outcome.goal.by_tier == {"codemod": 2, "llm": 1}
+    assert outcome.goal.steps == ["codemod:rewrite", "llm"]
+    patch = outcome.patch or ""
+    assert "format_amount(price.amount, currency=price.currency)" in patch
+    assert "format_amount(tax, currency=currency)" in patch
+    clean = _git_apply(patch, repo, tmp_path / "clean")
+    assert "legacy_format(" not in (clean / "invoicing" / "statement.py").read_text()
