@@ -69,6 +69,9 @@ from patchsmith.tasks.testing.precheck import (
 from patchsmith.tasks.testing.run import is_pytest, run_tests, split_command, staged_run
 from patchsmith.tasks.testing.warm import WarmRunner
 
+KEPT = "refactor:kept"
+"""Generator name of the composed changes an unfinished refactoring verifies and ships."""
+
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
 
 
@@ -526,7 +529,9 @@ def _replay(ctx: RepairContext, state: _State, prior: Sequence[Attempt]) -> None
     assert state.progress is not None
     for attempt in sorted(prior, key=lambda a: a.number):
         crit, report, candidate = attempt.critique, attempt.report, attempt.candidate
-        if crit and crit.progress and report and report.goal and candidate and not attempt.error:
+        if not (candidate and candidate.generator != KEPT and not attempt.error):
+            continue  # the composed verify run of a partial ending is no step of its own
+        if crit and crit.progress and report and report.goal:
             state.progress.advance(ctx.workspaces, attempt.tier, candidate, report.goal)
     if state.progress.kept:
         state.reasons.append(f"resumed from {len(state.progress.kept)} kept refactoring step(s)")
@@ -543,7 +548,7 @@ def _partial(
     original = progress.original_plan
     kept = Candidate(
         candidate_id=Candidate.make_id(progress.base),
-        generator="refactor:kept",
+        generator=KEPT,
         tier=tier.name,
         diff=progress.base,
         description=f"{progress.recipe}: {len(progress.kept)} kept step(s), composed",

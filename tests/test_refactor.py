@@ -414,3 +414,39 @@ def test_an_llm_tier_takes_what_the_codemods_left_from_their_base(
     assert "format_amount(tax, currency=currency)" in patch
     clean = _git_apply(patch, repo, tmp_path / "clean")
     assert "legacy_format(" not in (clean / "invoicing" / "statement.py").read_text()
+
+
+@pytest.mark.slow
+def test_a_resumed_refactoring_starts_from_the_changes_it_kept(home: Path, tmp_path: Path) -> None:
+    """Stopped after its first kept step (here by the attempt budget), a refactoring given
+    its recorded attempts rebuilds that base and goes on from it, repeating nothing."""
+    from patchsmith.tasks.repair import repair
+
+    raw = yaml.safe_load((EXAMPLES / "refactor.yaml").read_text())
+    raw["recipes"] = [r for r in raw["recipes"] if r["name"] == "utc-aware"]
+    raw["recipes"][0]["repos"] = [str(EXAMPLES / "scheduler")]
+    raw["budget"] = {"max_attempts": 1, "max_wall_s": 120}
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(raw))
+    first = load_campaign(tmp_path / "one.yaml")
+    session = open_session(first, home=home, out_dir=tmp_path / "out1", tracking=False)
+    inst = first.instances[0]
+    stopped = run_instance(session, inst, DIRECT)
+    assert stopped.status == OutcomeStatus.unresolved and stopped.give_up == "budget"
+    prior = session.store.attempts_for_key(work_key(session, inst))
+    assert [a.generator for a in prior] == ["codemod:rewrite", "refactor:kept"]
+    raw["budget"] = {"max_attempts": 10, "max_wall_s": 120}
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump(raw))
+    more = load_campaign(tmp_path / "more.yaml")
+    again = open_session(more, home=home, out_dir=tmp_path / "out2", tracking=False)
+    seen: list[str] = []
+    ctx = again.ctx
+    ctx.on_attempt = lambda a: seen.append(a.generator)
+    outcome = repair(more.instances[0], ctx, DIRECT, prior=prior)
+    assert outcome.status == OutcomeStatus.resolved, outcome.reasons
+    assert "resumed from 1 kept refactoring step(s)" in outcome.reasons
+    assert seen == ["codemod:ruff UP017"]  # the rewrite is not tried again
+    assert outcome.goal is not None and outcome.goal.steps == [
+        "codemod:rewrite",
+        "codemod:ruff UP017",
+    ]
+    assert "datetime.datetime.now(datetime.UTC)" in (outcome.patch or "")
