@@ -118,7 +118,7 @@ def test_tiers_are_a_discriminated_union_and_search_stays_the_default() -> None:
     assert llm.batch == 3 and llm.planner is True
     default = Campaign.model_validate({"name": "d", "instances": [{"id": "a", "repo": "."}]})
     assert default.tiers == [SearchTier()]
-    with pytest.raises(ValidationError, match="use kind: search or kind: llm"):
+    with pytest.raises(ValidationError, match="use kind: search, codemod or llm"):
         Campaign.model_validate(
             {"name": "c", "instances": [{"id": "a", "repo": "."}], "tiers": [{"kind": "gpt"}]}
         )
