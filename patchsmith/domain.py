@@ -547,6 +547,17 @@ class GoalProgress(Value):
         return "partial" if self.after < self.before else "untouched"
 
 
+class ChangesetPart(Value):
+    """One reviewable piece of a split refactoring, verified on its own."""
+
+    name: str
+    diff: str
+    files: list[str]
+    lines: int
+    verified: bool
+    note: str = ""
+
+
 class Outcome(Value):
     instance_id: str
     status: OutcomeStatus
@@ -578,6 +589,11 @@ class Outcome(Value):
         default=None,
         description="Refactor/migration instances: occurrences before and after, who "
         "migrated them, what is left (a patch on an unresolved one is partial progress).",
+    )
+    parts: list[ChangesetPart] = Field(
+        default_factory=list,
+        description="A refactoring split by its recipe (split: file | package): the parts, "
+        "each verified alone on the original tree.",
     )
     signals: dict[str, dict[str, float]] = Field(
         default_factory=dict,
@@ -611,6 +627,9 @@ class Changeset(Value):
     lines: int = Field(description="Lines added plus removed.")
     tier: str | None
     needs_review: bool
+    parts: list[ChangesetPart] = Field(
+        default_factory=list, description="Reviewable parts (a branch each when published)."
+    )
     review: Literal["none", "pending", "approved", "rejected"] = Field(
         default="none", description="A person's decision on a held changeset (approval gate)."
     )
@@ -644,6 +663,7 @@ class Changeset(Value):
             tier=outcome.tier,
             needs_review=outcome.needs_review,
             review="pending" if outcome.needs_review else "none",
+            parts=outcome.parts,
             verified=verified,
         )
 

@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchsmith.domain import Changeset
+from patchsmith.domain import Changeset, ChangesetPart
 from patchsmith.errors import ConfigError, WorkspaceError
 from patchsmith.infra import gitmirror
 from patchsmith.infra.settings import home
@@ -51,10 +51,12 @@ def read_changesets(run_dir: Path) -> list[Changeset]:
     return [Changeset.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
-def message(changeset: Changeset) -> str:
-    """The commit message: what, why, how verified."""
+def message(changeset: Changeset, part: ChangesetPart | None = None) -> str:
+    """The commit message: what, why, how verified (for a part: that part, verified alone)."""
     goal = changeset.goal
     subject = f"{changeset.recipe}: {changeset.instruction.strip().splitlines()[0]}"
+    if part is not None:
+        subject = f"{changeset.recipe} ({part.name}): {changeset.instruction.strip()}"
     if len(subject) > 72:
         subject = subject[:71] + "…"
     migrated = goal.before - goal.after
@@ -67,6 +69,12 @@ def message(changeset: Changeset) -> str:
     if goal.after:
         left = ", ".join(o.where() for o in goal.remaining[:10])
         what += f" Partial: {goal.after} left at {left}."
+    if part is not None:
+        what = (
+            f"What: part {part.name} of {len(changeset.parts)} of this repository's change: "
+            f"{len(part.files)} file(s), {part.lines} line(s) ({', '.join(part.files[:5])}); "
+            f"it applies and passes alone, and with the other parts (whole change: {what[6:]})"
+        )
     body = [
         subject,
         "",
@@ -94,19 +102,21 @@ def publish_one(
     branch: str,
     remote: str | None,
     author: str,
+    part: ChangesetPart | None = None,
 ) -> Published:
-    """One changeset → a commit on ``branch`` in ``RUN_DIR/publish/ID`` (pushed to
-    ``remote`` when given). WorkspaceError says what went wrong."""
+    """One changeset (or one ``part`` of it) → a commit on ``branch`` in
+    ``RUN_DIR/publish/ID[--PART]`` (pushed to ``remote`` when given). WorkspaceError says
+    what went wrong."""
     from patchsmith.domain import Instance
 
     if changeset.patch_file is None:
         raise WorkspaceError(f"{changeset.instance_id}: the changeset has no patch file")
-    patch = (run_dir / changeset.patch_file).read_text()
+    patch = part.diff if part else (run_dir / changeset.patch_file).read_text()
     instance = Instance(
         instance_id=changeset.instance_id, repo=changeset.repo, base_commit=changeset.base_commit
     )
     git_dir, commit = workspaces.git_source(instance)
-    clone = run_dir / "publish" / changeset.instance_id
+    clone = run_dir / "publish" / (changeset.instance_id + (f"--{part.name}" if part else ""))
     shutil.rmtree(clone, ignore_errors=True)
     clone.parent.mkdir(parents=True, exist_ok=True)
     gitmirror.run_git("clone", "--no-local", "--quiet", "--no-checkout", "--", str(git_dir),
@@ -117,7 +127,7 @@ def publish_one(
     who = AUTHOR_RE.match(author)
     assert who is not None
     msg = clone / ".git" / "PATCHSMITH_MSG"
-    msg.write_text(message(changeset))
+    msg.write_text(message(changeset, part))
     _git(clone, "-c", f"user.name={who['name']}", "-c", f"user.email={who['email']}",
          "commit", "--quiet", "--no-verify", "-F", str(msg))  # fmt: skip
     msg.unlink()
@@ -127,7 +137,8 @@ def publish_one(
         _git(clone, "push", "--quiet", "--", remote, f"{branch}:refs/heads/{branch}",
              isolated=False)  # fmt: skip
     where = f", pushed to {remote}" if remote else ""
-    return Published(changeset.instance_id, clone, branch, head, remote is not None,
+    label = changeset.instance_id + (f"--{part.name}" if part else "")
+    return Published(label, clone, branch, head, remote is not None,
                      f"{changeset.state}: {head[:12]} on {branch}{where}")  # fmt: skip
 
 
@@ -163,12 +174,25 @@ def publish(
                 Published(changeset.instance_id, None, name, None, False, f"skipped: {skip}")
             )
             continue
-        try:
-            out.append(
-                publish_one(
-                    changeset, run_dir, workspaces, branch=name, remote=remote, author=author
+        pieces: list[ChangesetPart | None] = list(changeset.parts) or [None]
+        for part in pieces:
+            label = changeset.instance_id + (f"--{part.name}" if part else "")
+            where = f"{name}/{part.name}" if part else name
+            if part is not None and not part.verified:
+                out.append(Published(label, None, where, None, False, f"skipped: {part.note}"))
+                continue
+            try:
+                out.append(
+                    publish_one(
+                        changeset,
+                        run_dir,
+                        workspaces,
+                        branch=where,
+                        remote=remote,
+                        author=author,
+                        part=part,
+                    )
                 )
-            )
-        except WorkspaceError as exc:
-            out.append(Published(changeset.instance_id, None, name, None, False, f"failed: {exc}"))
+            except WorkspaceError as exc:
+                out.append(Published(label, None, where, None, False, f"failed: {exc}"))
     return out

@@ -145,6 +145,11 @@ class Recipe(Strict):
         default_factory=list,
         description="Tiers to try, by name (default: every codemod and LLM tier).",
     )
+    split: Literal["none", "file", "package"] = Field(
+        default="none",
+        description="Split each repository's change into reviewable parts (one per file, "
+        "or per top-level package), each verified alone and published as its own branch.",
+    )
     repos: list[str] = Field(
         default_factory=list,
         description="Repositories (paths relative to the campaign file, or git URLs) that "

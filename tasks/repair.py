@@ -21,6 +21,7 @@ from patchsmith.domain import (
     Attempt,
     AttemptStatus,
     Candidate,
+    ChangesetPart,
     Critique,
     GiveUp,
     Instance,
@@ -31,6 +32,7 @@ from patchsmith.domain import (
     TestReport,
     Usage,
     Verdict,
+    patch_lines,
 )
 from patchsmith.errors import EditError, InfraError, Interrupted
 from patchsmith.infra.envs import EnvError, Environments, ResolvedEnv, preflight
@@ -58,6 +60,7 @@ from patchsmith.tasks.policy import (
 from patchsmith.tasks.refactor.evaluate import goal_after, non_guards, screen_refactor
 from patchsmith.tasks.refactor.plan import in_scope_texts, refactor_plan, where
 from patchsmith.tasks.refactor.progress import Progress
+from patchsmith.tasks.refactor.split import parts as split_parts
 from patchsmith.tasks.routing import route
 from patchsmith.tasks.testing.precheck import (
     code_key,
@@ -70,6 +73,7 @@ from patchsmith.tasks.testing.run import is_pytest, run_tests, split_command, st
 from patchsmith.tasks.testing.warm import WarmRunner
 
 KEPT = "refactor:kept"
+PART = "refactor:part"
 """Generator name of the composed changes an unfinished refactoring verifies and ships."""
 
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
@@ -519,9 +523,9 @@ def _repair(
             outcome = outcome.model_copy(
                 update={"usage": state.spend.usage, "signals": _signals(state)}
             )
-            return _partial(ctx, steps, state, outcome, tier)
+            return _finish(ctx, steps, state, outcome, tier)
     outcome = _outcome(state, OutcomeStatus.unresolved, give_up=GiveUp.exhausted)
-    return _partial(ctx, steps, state, outcome, ran or ordered[-1][1])
+    return _finish(ctx, steps, state, outcome, ran or ordered[-1][1])
 
 
 def _replay(ctx: RepairContext, state: _State, prior: Sequence[Attempt]) -> None:
@@ -529,12 +533,64 @@ def _replay(ctx: RepairContext, state: _State, prior: Sequence[Attempt]) -> None
     assert state.progress is not None
     for attempt in sorted(prior, key=lambda a: a.number):
         crit, report, candidate = attempt.critique, attempt.report, attempt.candidate
-        if not (candidate and candidate.generator != KEPT and not attempt.error):
-            continue  # the composed verify run of a partial ending is no step of its own
+        if not (candidate and candidate.generator not in (KEPT, PART) and not attempt.error):
+            continue  # a partial ending's composed verify run (or a part's) is no step
         if crit and crit.progress and report and report.goal:
             state.progress.advance(ctx.workspaces, attempt.tier, candidate, report.goal)
     if state.progress.kept:
         state.reasons.append(f"resumed from {len(state.progress.kept)} kept refactoring step(s)")
+
+
+def _finish(
+    ctx: RepairContext, steps: Steps, state: _State, outcome: Outcome, tier: Tier
+) -> Outcome:
+    """A refactoring's ending: its kept changes shipped when unfinished, then split into
+    parts when its recipe says so."""
+    outcome = _partial(ctx, steps, state, outcome, tier)
+    recipe = ctx.campaign.recipe_for(state.instance)
+    if recipe is None or recipe.split == "none" or not outcome.patch or state.progress is None:
+        return outcome
+    return _split(ctx, steps, state, outcome, tier, recipe.split)
+
+
+def _split(
+    ctx: RepairContext,
+    steps: Steps,
+    state: _State,
+    outcome: Outcome,
+    tier: Tier,
+    split: Literal["file", "package"],
+) -> Outcome:
+    """Each part of the shipped change verified alone on the original tree."""
+    assert state.progress is not None and outcome.patch is not None
+    progress = state.progress
+    pieces = split_parts(progress.original, outcome.patch, split)
+    if len(pieces) < 2:
+        return outcome
+    made: list[ChangesetPart] = []
+    for name, diff in pieces.items():
+        part = Candidate(
+            candidate_id=Candidate.make_id(diff), generator=PART, tier=tier.name, diff=diff,
+            description=f"part {name}", files=sorted(file_versions(progress.original, diff)),
+        )  # fmt: skip
+        started, t0 = time.time(), time.monotonic()
+        _check_stop(state.instance)
+        with ctx.trace("verify", {"candidate": part.candidate_id, "part": name}):
+            report, crit = steps.verify(
+                ctx, state.instance, progress.original_plan, progress.original, diff
+            )
+        _check_stop(state.instance)
+        alone = bool(report.outcomes) and not crit.regressions and not report.timed_out
+        ok = alone and (crit.verdict == Verdict.accept or crit.progress)
+        note = "verified alone" if ok else "fails alone: " + "; ".join(crit.reasons)
+        status = AttemptStatus.accepted if ok else AttemptStatus.rejected
+        _record(ctx, state, tier, part, report, crit, None if ok else note, started, t0,
+                status=status, verify=True)  # fmt: skip
+        made.append(ChangesetPart(name=name, diff=diff, files=part.files,
+                                  lines=patch_lines(diff), verified=ok, note=note))  # fmt: skip
+    good = sum(p.verified for p in made)
+    state.reasons.append(f"split by {split} into {len(made)} part(s), {good} verified alone")
+    return outcome.model_copy(update={"parts": made, "reasons": state.reasons})
 
 
 def _partial(

@@ -450,3 +450,52 @@ def test_a_resumed_refactoring_starts_from_the_changes_it_kept(home: Path, tmp_p
         "codemod:ruff UP017",
     ]
     assert "datetime.datetime.now(datetime.UTC)" in (outcome.patch or "")
+
+
+@pytest.mark.slow
+def test_split_by_package_verifies_each_part_alone_and_publishes_a_branch_each(
+    home: Path, tmp_path: Path
+) -> None:
+    from patchsmith.publish import publish
+
+    repo = tmp_path / "mono"
+    for pkg in ("billing", "ledger"):
+        (repo / pkg).mkdir(parents=True)
+        (repo / pkg / "__init__.py").write_text("")
+        (repo / pkg / "clock.py").write_text(
+            "from datetime import datetime\n\n\ndef year() -> int:\n"
+            "    return datetime.utcnow().year\n"
+        )
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_year.py").write_text(
+        "from billing.clock import year as a\nfrom ledger.clock import year as b\n\n\n"
+        "def test_years():\n    assert a() == b() > 2000\n"
+    )
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "start")
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    raw = yaml.safe_load((EXAMPLES / "refactor.yaml").read_text())
+    recipe = raw["recipes"][0]
+    recipe.update(repos=[str(repo)], split="package")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"name": "split", "recipes": [recipe]}))
+    campaign = load_campaign(tmp_path / "c.yaml")
+    out = tmp_path / "out"
+    session = open_session(campaign, home=home, out_dir=out, tracking=False)
+    outcome = run_instance(session, campaign.instances[0], DIRECT)
+    assert outcome.status == OutcomeStatus.resolved, outcome.reasons
+    assert [(p.name, p.files, p.verified) for p in outcome.parts] == [
+        ("billing", ["billing/clock.py"], True),
+        ("ledger", ["ledger/clock.py"], True),
+    ]
+    assert "split by package into 2 part(s), 2 verified alone" in outcome.reasons
+    results = publish(out, remote=str(remote))
+    assert all(r.pushed for r in results), [r.note for r in results]
+    assert _git(remote, "branch", "--list").split() == [
+        "patchsmith/utc-aware/billing",
+        "patchsmith/utc-aware/ledger",
+    ]
+    shown = _git(remote, "show", "--stat", "--format=%s", "patchsmith/utc-aware/ledger")
+    assert "utc-aware (ledger):" in shown and "ledger/clock.py" in shown
+    assert "billing/clock.py" not in shown
