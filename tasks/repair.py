@@ -573,13 +573,7 @@ def _split(
             candidate_id=Candidate.make_id(diff), generator=PART, tier=tier.name, diff=diff,
             description=f"part {name}", files=sorted(file_versions(progress.original, diff)),
         )  # fmt: skip
-        started, t0 = time.time(), time.monotonic()
-        _check_stop(state.instance)
-        with ctx.trace("verify", {"candidate": part.candidate_id, "part": name}):
-            report, crit = steps.verify(
-                ctx, state.instance, progress.original_plan, progress.original, diff
-            )
-        _check_stop(state.instance)
+        report, crit, started, t0 = _verify_on_original(ctx, steps, state, part)
         alone = bool(report.outcomes) and not crit.regressions and not report.timed_out
         ok = alone and (crit.verdict == Verdict.accept or crit.progress)
         note = "verified alone" if ok else "fails alone: " + "; ".join(crit.reasons)
@@ -591,6 +585,28 @@ def _split(
     good = sum(p.verified for p in made)
     state.reasons.append(f"split by {split} into {len(made)} part(s), {good} verified alone")
     return outcome.model_copy(update={"parts": made, "reasons": state.reasons})
+
+
+def _verify_on_original(
+    ctx: RepairContext, steps: Steps, state: _State, candidate: Candidate
+) -> tuple[TestReport, Critique, float, float]:
+    """The verify-only run of ``candidate`` (a diff against the refactoring's original tree)
+    on a fresh workspace of that tree, with when it started (wall, monotonic); a run the
+    stop killed raises Interrupted (it proves nothing either way)."""
+    assert state.progress is not None
+    started, t0 = time.time(), time.monotonic()
+    _check_stop(state.instance)
+    try:
+        with ctx.trace("verify", {"candidate": candidate.candidate_id, "run": 1}):
+            report, crit = steps.verify(
+                ctx, state.instance, state.progress.original_plan, state.progress.original,
+                candidate.diff,
+            )  # fmt: skip
+    except Exception as exc:
+        _check_stop(state.instance, exc)
+        raise
+    _check_stop(state.instance)
+    return report, crit, started, t0
 
 
 def _partial(
@@ -611,13 +627,7 @@ def _partial(
         files=sorted(file_versions(progress.original, progress.base)),
         parent_ids=list(progress.kept),
     )
-    started, t0 = time.time(), time.monotonic()
-    _check_stop(state.instance)
-    with ctx.trace("verify", {"candidate": kept.candidate_id, "run": 1}):
-        report, final = steps.verify(
-            ctx, state.instance, original, progress.original, progress.base
-        )
-    _check_stop(state.instance)
+    report, final, started, t0 = _verify_on_original(ctx, steps, state, kept)
     held = final.progress
     why = None if held else "kept changes failed their verify-only run: " + "; ".join(final.reasons)
     _record(ctx, state, tier, kept, report, final, why, started, t0,
