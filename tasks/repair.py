@@ -73,8 +73,9 @@ from patchsmith.tasks.testing.run import is_pytest, run_tests, split_command, st
 from patchsmith.tasks.testing.warm import WarmRunner
 
 KEPT = "refactor:kept"
-PART = "refactor:part"
 """Generator name of the composed changes an unfinished refactoring verifies and ships."""
+PART = "refactor:part"
+"""Generator name of one part of a split refactoring, verified alone."""
 
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
 
@@ -408,6 +409,7 @@ def _unverified(prior: Sequence[Attempt]) -> list[Attempt]:
         for a in prior
         if a.status == AttemptStatus.accepted
         and a.candidate
+        and a.candidate.generator not in (KEPT, PART)  # verify runs of their own
         and a.candidate.candidate_id not in settled
     ]
 
