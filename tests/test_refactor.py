@@ -499,3 +499,31 @@ def test_split_by_package_verifies_each_part_alone_and_publishes_a_branch_each(
     shown = _git(remote, "show", "--stat", "--format=%s", "patchsmith/utc-aware/ledger")
     assert "utc-aware (ledger):" in shown and "ledger/clock.py" in shown
     assert "billing/clock.py" not in shown
+
+
+def test_llm_context_of_a_refactoring_lists_occurrences_and_the_check_not_test_logs(
+    tmp_path: Path,
+) -> None:
+    from patchsmith.domain import CheckRun, Instance, SuspiciousLine
+    from patchsmith.tasks.llm.context import build_context
+
+    (tmp_path / "m.py").write_text("x = legacy(1)\ny = 2\nz = legacy(3)\n")
+    plan = _plan(0, ["t::a"]).model_copy(
+        update={
+            "goal": GoalState(
+                occurrences=[
+                    Occurrence(path="m.py", line=1, pattern="legacy($X)"),
+                    Occurrence(path="m.py", line=3, pattern="legacy($X)"),
+                ],
+                check=CheckRun(exit_code=1, passed=False, log_tail="m.py:1: LEG001 legacy call"),
+            ),
+            "suspicious": [SuspiciousLine(path="m.py", line=1, score=1.0)],
+            "baseline": TestReport(log_tail="FAILED tests/test_other.py::test_bug"),
+        }
+    )
+    text = build_context(Instance(id="i", repo=str(tmp_path)), plan, tmp_path, 2000)
+    assert "- m.py, line 1 (pattern `legacy($X)`)" in text
+    assert "- m.py, line 3 (pattern `legacy($X)`)" in text
+    assert "LEG001 legacy call" in text
+    assert "test_bug" not in text and "Suspicious lines" not in text
+    assert "x = legacy(1)" in text  # the excerpt around the occurrence

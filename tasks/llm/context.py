@@ -119,6 +119,25 @@ def _excerpts(
     return out
 
 
+def _goal_context(plan: Plan, budget: int) -> list[str]:
+    """A refactoring's targets: where the forbidden patterns still occur (where, not what:
+    the code is in the excerpts), and the goal's check output while it fails."""
+    assert plan.goal is not None
+    parts = []
+    where = [
+        f"- {o.path}, line {o.line} (pattern `{o.pattern}`)"
+        for o in plan.goal.occurrences[:TOP_LINES]
+    ]
+    if where:
+        parts.append("Occurrences to change, each one (every test that passes now must still "
+                     "pass):\n" + "\n".join(where) + "\n")  # fmt: skip
+    check = plan.goal.check
+    if check is not None and not check.passed and check.log_tail.strip():
+        keep = max(200, budget // 4)
+        parts.append(f"The goal's check still fails (tail):\n```\n{check.log_tail[-keep:]}\n```\n")
+    return parts
+
+
 def build_context(
     instance: Instance,
     plan: Plan,
@@ -132,15 +151,17 @@ def build_context(
     if plan.fail_to_pass:
         tests = "\n".join(f"- {t}" for t in plan.fail_to_pass[:10])
         parts.append(f"Failing tests that must pass:\n{tests}\n")
+    if plan.goal is not None:  # a refactoring: what must change, and what says it is not done
+        parts += _goal_context(plan, budget)
     ranked = []
-    for s in plan.suspicious[:TOP_LINES]:
+    for s in [] if plan.goal is not None else plan.suspicious[:TOP_LINES]:
         # Where, not what: small models copy any listed code into SEARCH as the file's text
         # (Qwen2.5-Coder-1.5B did, in every format tried); the code is in the excerpts.
         ranked.append(f"- {s.path}, line {s.line} (score {s.score:.2f})")
     if ranked:
         parts.append("Suspicious lines, most suspicious first (their code is in the excerpts "
                      "below):\n" + "\n".join(ranked) + "\n")  # fmt: skip
-    log = plan.baseline.log_tail.strip()
+    log = "" if plan.goal is not None else plan.baseline.log_tail.strip()
     if log:
         keep = max(200, budget // 4)
         parts.append(f"Failing test output (tail):\n```\n{log[-keep:]}\n```\n")
