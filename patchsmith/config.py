@@ -660,6 +660,34 @@ def _check_test_cmd(path: Path, index: int, inst: Instance, search_path: str | N
         )
 
 
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def _recipe_repos(value: Any, path: Path, where: str) -> list[str]:
+    """A recipe's ``repos:``: a list of paths / git URLs (paths may be globs of checkouts),
+    or one string: a file listing them (one per line, ``#`` comments), else a glob."""
+    base = path.resolve().parent
+    if isinstance(value, str):
+        listed = base / value
+        if listed.is_file():
+            lines = [ln.split("#", 1)[0].strip() for ln in listed.read_text().splitlines()]
+            value = [ln for ln in lines if ln]
+        else:
+            value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: {where}: expected a list of repositories, a glob or a file")
+    out: list[str] = []
+    for item in value:
+        if GIT_URL.match(item) or not GLOB_CHARS.search(item):
+            out.append(item)
+            continue
+        found = sorted(str(p) for p in base.glob(item) if p.is_dir())
+        if not found:
+            raise ConfigError(f"{path}: {where}: {item!r} matches no directory under {base}")
+        out.extend(found)
+    return out
+
+
 def _recipe_instances(raw: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The instances a campaign's recipes name through ``repos:`` (id RECIPE-REPONAME)."""
     recipes = raw.get("recipes")
@@ -667,9 +695,11 @@ def _recipe_instances(raw: dict[str, Any], path: Path) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = []
     for i, recipe in enumerate(recipes):
-        if not isinstance(recipe, dict) or not isinstance(recipe.get("repos", []), list):
-            raise ConfigError(f"{path}: recipes[{i}]: expected a mapping with a repos list")
-        for repo in recipe.get("repos", []):
+        if not isinstance(recipe, dict):
+            raise ConfigError(f"{path}: recipes[{i}]: expected a mapping")
+        repos = _recipe_repos(recipe.get("repos", []), path, f"recipes[{i}].repos")
+        recipe["repos"] = repos
+        for repo in repos:
             name = Path(str(repo).rstrip("/")).name.removesuffix(".git")
             item: dict[str, Any] = {
                 "id": f"{recipe.get('name')}-{name}",

@@ -197,6 +197,21 @@ def test_recipe_repos_become_refactor_instances_with_a_codemod_tier(tmp_path: Pa
     }
 
 
+def test_recipe_repos_as_a_glob_of_checkouts_or_a_file_of_them(tmp_path: Path) -> None:
+    for name in ("svc-a", "svc-b", "other"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "repos.txt").write_text("# our services\nsvc-b\nother  # legacy\n\n")
+    recipe = {"name": "r", "instruction": "i", "goal": {"forbid": [{"pattern": "f()"}]}}
+    for repos, ids in (("svc-*", ["r-svc-a", "r-svc-b"]), ("repos.txt", ["r-svc-b", "r-other"])):
+        doc = {"name": "c", "recipes": [{**recipe, "repos": repos}]}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+        assert [i.instance_id for i in load_campaign(tmp_path / "c.yaml").instances] == ids
+    doc = {"name": "c", "recipes": [{**recipe, "repos": ["nothing-*"]}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="'nothing-\\*' matches no directory"):
+        load_campaign(tmp_path / "c.yaml")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
