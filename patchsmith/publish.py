@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchsmith.domain import Changeset, ChangesetPart
+from patchsmith.domain import Changeset, ChangesetPart, Instance
 from patchsmith.errors import ConfigError, WorkspaceError
 from patchsmith.infra import gitmirror
 from patchsmith.infra.settings import home
@@ -107,8 +107,6 @@ def publish_one(
     """One changeset (or one ``part`` of it) → a commit on ``branch`` in
     ``RUN_DIR/publish/ID[--PART]`` (pushed to ``remote`` when given). WorkspaceError says
     what went wrong."""
-    from patchsmith.domain import Instance
-
     if changeset.patch_file is None:
         raise WorkspaceError(f"{changeset.instance_id}: the changeset has no patch file")
     patch = part.diff if part else (run_dir / changeset.patch_file).read_text()

@@ -4,7 +4,6 @@ person's decisions (sent as the UI sends them) decide which changesets are publi
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from tests.test_examples import EXAMPLES
-from tests.test_refactor import _git
+from tests.test_refactor import _git, bare_remote, committed
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,13 +44,8 @@ def test_held_changesets_wait_for_approval_then_only_approved_ones_publish(
     from patchsmith.approval import field_name
     from patchsmith.flows.run_campaign import run_campaign
 
-    repo = tmp_path / "invoicing"
-    shutil.copytree(EXAMPLES / "invoicing", repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "start")
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    repo = committed(Path(shutil.copytree(EXAMPLES / "invoicing", tmp_path / "invoicing")))
+    remote = bare_remote(tmp_path / "remote.git")
     raw = yaml.safe_load((EXAMPLES / "refactor.yaml").read_text())
     for recipe in raw["recipes"]:
         recipe["repos"] = [str(repo)]

@@ -329,6 +329,19 @@ def test_codemod_commands_run_sandboxed_and_their_symlinks_are_not_followed(
     assert (repo / "svc.py").read_text() == source  # the source repository is untouched
 
 
+def committed(repo: Path) -> Path:
+    """``repo`` made a git repository with everything in one commit."""
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "start")
+    return repo
+
+
+def bare_remote(path: Path) -> Path:
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    return path
+
+
 def _git(cwd: Path, *args: str) -> str:
     env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
     return subprocess.run(
@@ -344,19 +357,14 @@ def test_publish_commits_in_clones_and_pushes_to_a_bare_remote(home: Path, tmp_p
     git ran under them) is untouched."""
     from patchsmith.publish import publish
 
-    repo = tmp_path / "invoicing"
-    shutil.copytree(EXAMPLES / "invoicing", repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "start")
+    repo = committed(Path(shutil.copytree(EXAMPLES / "invoicing", tmp_path / "invoicing")))
     marker = tmp_path / "ran-under-repo-config"
     hook = repo / ".git" / "hooks" / "post-checkout"
     hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
     hook.chmod(0o755)
     _git(repo, "config", "core.fsmonitor", f"touch {marker}; echo")
     head = _git(repo, "rev-parse", "HEAD").strip()
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    remote = bare_remote(tmp_path / "remote.git")
     raw = yaml.safe_load((EXAMPLES / "refactor.yaml").read_text())
     for recipe in raw["recipes"]:
         recipe["repos"] = [str(repo)]
@@ -486,11 +494,8 @@ def test_split_by_package_verifies_each_part_alone_and_publishes_a_branch_each(
         "from billing.clock import year as a\nfrom ledger.clock import year as b\n\n\n"
         "def test_years():\n    assert a() == b() > 2000\n"
     )
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "start")
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    committed(repo)
+    remote = bare_remote(tmp_path / "remote.git")
     raw = yaml.safe_load((EXAMPLES / "refactor.yaml").read_text())
     recipe = raw["recipes"][0]
     recipe.update(repos=[str(repo)], split="package")

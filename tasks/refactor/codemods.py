@@ -58,9 +58,10 @@ class CodemodGenerator:
         self.ran: list[str] = []  # "tool on base" keys, in order
         self.notes: list[str] = []
 
-    def _apply(self, tool: Tool, instance: Instance, pristine: Path) -> dict[str, str]:
-        """Path → new text of the files the tool changed."""
-        before = in_scope_texts(instance, pristine)
+    def _apply(
+        self, tool: Tool, instance: Instance, pristine: Path, before: dict[str, str]
+    ) -> dict[str, str]:
+        """Path → new text of the files the tool changed (``before``: the tree's texts)."""
         if tool.command is None:
             assert self.recipe is not None
             after: dict[str, str] = {}
@@ -92,8 +93,8 @@ class CodemodGenerator:
             if key in self.ran:
                 continue
             self.ran.append(key)
-            changed = self._apply(tool, instance, pristine)
             before = in_scope_texts(instance, pristine)
+            changed = self._apply(tool, instance, pristine, before)
             diff = make_diff({p: (before[p], t) for p, t in changed.items()})
             if not diff or Candidate.make_id(diff) in tried:
                 continue
