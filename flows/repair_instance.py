@@ -27,8 +27,14 @@ def repair_instance(
     out: str | None = None,
     redo: bool = False,
     tracking: bool = True,
+    campaign_id: str | None = None,
+    campaign_run_id: str | None = None,
 ) -> dict[str, Any] | State[Any]:
-    """Repair the instance ``instance_id`` of ``campaign_file`` (Cancelled after a stop)."""
+    """Repair the instance ``instance_id`` of ``campaign_file`` (Cancelled after a stop).
+
+    ``campaign_id`` (+ ``campaign_run_id``, its MLflow run): record the instance under that
+    campaign run of the store, as a distributed ``run_campaign`` asks its workers to;
+    otherwise the instance gets a campaign run of its own."""
     campaign, home, out_dir = load_inputs(campaign_file, out)
     by_id = {i.instance_id: i for i in campaign.instances}
     if instance_id not in by_id:
@@ -43,6 +49,7 @@ def repair_instance(
         tracking=tracking,
         flow_run_id=current_flow_run_id(),
         keep_outputs=True,  # update the campaign's outputs, do not replace them
+        attach=(campaign_id, campaign_run_id) if campaign_id else None,
     )
     try:
         outcome = run_instance(session, by_id[instance_id], PREFECT_STEPS)
@@ -53,7 +60,8 @@ def repair_instance(
     finally:
         interrupted = running.stop_requested()
         outcomes, _ = close_session(session, campaign_yaml(campaign), interrupted=interrupted)
-        publish_summary(campaign, outcomes)
+        if not session.attached:  # a parent flow publishes the campaign's summary
+            publish_summary(campaign, outcomes)
     if stopped is not None:
         return interrupted_state(str(stopped))
     return outcome.model_dump(mode="json")

@@ -33,6 +33,7 @@ from patchsmith.flows.common import (
     load_inputs,
     publish_summary,
 )
+from patchsmith.flows.distributed import DEFAULT_DEPLOYMENT, FanOut
 from patchsmith.infra.sandbox import running
 from patchsmith.tasks.campaign import Session, close_session, open_session, run_instance
 from patchsmith.tasks.steps import PREFECT_STEPS
@@ -61,9 +62,15 @@ def run_campaign(
     concurrency: int | None = None,
     redo: bool = False,
     tracking: bool = True,
+    distributed: bool = False,
+    deployment: str = DEFAULT_DEPLOYMENT,
 ) -> dict[str, Any] | State[Any]:
     """Repair every instance of a campaign file; write outcomes, patches and a summary.
 
+    ``distributed``: each instance runs as a flow run of ``deployment`` on whichever worker
+    of its work pool picks it up (see ``flows/distributed.py``); needs a Prefect server and
+    a store every worker reaches (``PATCHSMITH_DB_URL``). Otherwise instances run here, as
+    tasks in this flow run.
     Returns the result, or a Cancelled state (with the same result as data) after a stop.
     """
     campaign, home, out_dir = load_inputs(campaign_file, out)
@@ -84,9 +91,18 @@ def run_campaign(
             0.0, key=f"{artifact_key(campaign.name)}-progress", description="instances finished"
         ),
     )
-    futures = [repair_instance_task.submit(session, inst) for inst in campaign.instances]
-    for done, _future in enumerate(as_completed(futures), start=1):
-        update_progress_artifact(progress, 100.0 * done / total)
+    if distributed:
+        FanOut(
+            session,
+            campaign_file,
+            deployment=deployment,
+            tracking=tracking,
+            on_finished=lambda done: update_progress_artifact(progress, 100.0 * done / total),
+        ).run()
+    else:
+        futures = [repair_instance_task.submit(session, inst) for inst in campaign.instances]
+        for done, _future in enumerate(as_completed(futures), start=1):
+            update_progress_artifact(progress, 100.0 * done / total)
     stopped = running.stop_requested()
     outcomes, status = close_session(session, campaign_yaml(campaign), interrupted=stopped)
     publish_summary(campaign, outcomes)

@@ -87,6 +87,15 @@ class Tracker(Protocol):
         """The instance was stopped before it had an outcome: close what is open, KILLED."""
         ...
 
+    def abandon_instance(self, campaign_run_id: str | None, instance_id: str) -> int | None:
+        """Runs of ``instance_id`` under the campaign run still RUNNING after their process
+        died: tagged ``patchsmith.crashed``, KILLED. Returns how many."""
+        ...
+
+    def attach_campaign(self, run_id: str | None, campaign: Campaign, *, config_hash: str) -> None:
+        """Use the campaign run ``run_id`` another process started (distributed mode)."""
+        ...
+
     def end_campaign(
         self,
         run_id: str | None,
@@ -142,6 +151,12 @@ class NullTracker:
         return None
 
     def abort_instance(self, run_id: str | None) -> None:
+        return None
+
+    def abandon_instance(self, campaign_run_id: str | None, instance_id: str) -> int:
+        return 0
+
+    def attach_campaign(self, run_id: str | None, campaign: Campaign, *, config_hash: str) -> None:
         return None
 
     def end_campaign(

@@ -292,6 +292,34 @@ class MlflowTracker:
         return run_id
 
     @_guarded
+    def attach_campaign(self, run_id: str | None, campaign: Campaign, *, config_hash: str) -> None:
+        """Instance runs of this process go under ``run_id`` (started by the parent flow)."""
+        if run_id is None:
+            return
+        self._run_experiment[run_id] = self.client.get_run(run_id).info.experiment_id
+        self._campaign_params[run_id] = campaign_params(campaign, config_hash)
+
+    @_guarded
+    def abandon_instance(self, campaign_run_id: str | None, instance_id: str) -> int | None:
+        """KILLED, tagged ``patchsmith.crashed``: the RUNNING runs of a lost process."""
+        if campaign_run_id is None:
+            return 0
+        exp_id = (
+            self._run_experiment.get(campaign_run_id)
+            or self.client.get_run(campaign_run_id).info.experiment_id
+        )
+        lost = [
+            r.info.run_id
+            for r in self._children(exp_id, campaign_run_id)
+            if r.info.status == "RUNNING"
+            and r.data.tags.get("patchsmith.instance_id") == instance_id
+        ]
+        for run_id in lost:
+            self.client.set_tag(run_id, "patchsmith.crashed", "true")
+            self.client.set_terminated(run_id, "KILLED")
+        return len(lost)
+
+    @_guarded
     def end_campaign(
         self,
         run_id: str | None,

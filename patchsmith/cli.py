@@ -22,6 +22,7 @@ from rich.table import Table
 
 from patchsmith.cli_adapters import adapters_app
 from patchsmith.cli_env import env_app
+from patchsmith.cli_infra import infra_app
 from patchsmith.cli_models import models_app
 from patchsmith.cli_refactor import publish_cmd
 from patchsmith.cli_sandbox import sandbox_app
@@ -36,6 +37,7 @@ app.add_typer(sandbox_app, name="sandbox", help="Run commands in the sandbox (de
 app.add_typer(adapters_app, name="adapters", help="The LoRA adapter registry.")
 app.add_typer(models_app, name="models", help="Code models that install offline.")
 app.add_typer(env_app, name="env", help="Per-repository environments (build, list, rm).")
+app.add_typer(infra_app, name="infra", help="Prepare a Prefect server (scaling out).")
 app.command("publish")(publish_cmd)
 console = Console(stderr=True)
 
@@ -63,6 +65,16 @@ def run(
             "worst-case cost); write nothing."
         ),
     ] = False,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            help="One flow run per instance on the workers of a Prefect server "
+            "(PREFECT_API_URL; see the README's Scaling out); this process tracks them."
+        ),
+    ] = False,
+    deployment: Annotated[
+        str, typer.Option(help="The deployment that repairs one instance (--distributed).")
+    ] = "repair_instance/repair-instance",
 ) -> None:
     """Run a campaign: repair every instance, write outcomes.jsonl, predictions.jsonl, patches/
     (and changesets/ for refactorings: see `patchsmith publish`).
@@ -80,6 +92,12 @@ def run(
         models.require_all(m.model for m in parsed.model_configs() if m.backend == "hf")
     except PatchsmithError as exc:
         raise fail(str(exc)) from None
+    if distributed and not os.environ.get("PREFECT_API_URL"):
+        raise fail(
+            "--distributed needs a Prefect server its workers poll: set PREFECT_API_URL "
+            "(e.g. http://127.0.0.1:4200/api) and PATCHSMITH_DB_URL to the store they share "
+            "(README: Scaling out)"
+        )
     _print_preflight(parsed, write=not dry_run)
     if dry_run:
         from patchsmith.cli_refactor import dry_run as show
@@ -92,7 +110,8 @@ def run(
             stops.server = start_api(home)
         except PatchsmithError as exc:
             raise fail(str(exc), 1) from None
-        state = _run_flow(parsed.instances, campaign, out, concurrency, redo, tracking, stops)
+        mode = {"distributed": distributed, "deployment": deployment}
+        state = _run_flow(parsed.instances, campaign, out, concurrency, redo, tracking, stops, mode)
     finally:
         shutdown_api(stops.server)
         stops.restore()
@@ -171,6 +190,7 @@ def _run_flow(
     redo: bool,
     tracking: bool,
     stops: Stops,
+    mode: dict[str, Any] | None = None,
 ) -> Any:
     """The flow with a display: a live table in a terminal, plain lines otherwise."""
     from patchsmith import progress
@@ -190,6 +210,7 @@ def _run_flow(
             redo=redo,
             tracking=tracking,
             return_state=True,
+            **(mode or {}),
         )
 
     try:

@@ -373,6 +373,40 @@ class Campaign(Strict):
         description="Refactoring recipes (patchsmith/recipes.py); each recipe's repos become "
         "refactor instances, and instances may name a recipe.",
     )
+    gpu_pools: dict[str, int] = Field(
+        default_factory=dict,
+        description="GPU pools and their slots, e.g. {a100: 4}: a model with gpu_pool: a100 "
+        "holds gpu_slots of the Prefect global concurrency limit gpu-a100 for each call "
+        "(create them with `patchsmith infra setup CAMPAIGN`).",
+    )
+
+    @field_validator("gpu_pools")
+    @classmethod
+    def _pool_names(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, slots in value.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+                raise ValueError(f"gpu_pools: {name!r}: use lowercase letters, digits and -")
+            if slots < 1:
+                raise ValueError(f"gpu_pools: {name!r} needs at least 1 slot, got {slots}")
+        return value
+
+    @model_validator(mode="after")
+    def _models_in_known_pools(self) -> Campaign:
+        for model in self.model_configs():
+            if model.gpu_pool is None:
+                continue
+            slots = self.gpu_pools.get(model.gpu_pool)
+            if slots is None:
+                raise ValueError(
+                    f"model {model.model!r} uses gpu_pool {model.gpu_pool!r}, which gpu_pools "
+                    f"does not list (gpu_pools: {', '.join(self.gpu_pools) or 'none'})"
+                )
+            if model.gpu_slots > slots:
+                raise ValueError(
+                    f"model {model.model!r} occupies {model.gpu_slots} slot(s) of gpu_pool "
+                    f"{model.gpu_pool!r}, which has {slots}: it could never run"
+                )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -54,6 +54,9 @@ class Session:
     flow_run_id: str | None = None
     slots: Slots = field(default_factory=lambda: Slots(1))
     warming: list[threading.Thread] = field(default_factory=list)
+    attached: bool = False
+    """The campaign run belongs to a parent flow (distributed mode): this session adds
+    instance runs to it and leaves finishing it to the parent."""
 
 
 def open_session(
@@ -67,19 +70,27 @@ def open_session(
     flow_run_id: str | None = None,
     store: Store | None = None,
     keep_outputs: bool = False,
+    attach: tuple[str, str | None] | None = None,
 ) -> Session:
     """Open the store and tracker, start the campaign records, prepare the output dir.
 
+    ``attach``: the (store, MLflow) ids of a campaign run a parent flow started; this
+    session then records its instance runs under them instead of starting a campaign run.
     A catalog model that is not installed stops it here, before any instance starts."""
     pyast.install()  # instances parse code in parallel threads from here on
     models.require_all(m.model for m in campaign.model_configs() if m.backend == "hf")
     store = store or Store.open(home=home)
     tracker = make_tracker(tracking, home)
-    cfg = campaign.model_dump(mode="json")
-    campaign_id = store.start_campaign(campaign, config=cfg, flow_run_id=flow_run_id)
-    run_id = tracker.start_campaign(
-        campaign, config_hash=config_hash(campaign), flow_run_id=flow_run_id
-    )
+    if attach is None:
+        cfg = campaign.model_dump(mode="json")
+        campaign_id = store.start_campaign(campaign, config=cfg, flow_run_id=flow_run_id)
+        run_id = tracker.start_campaign(
+            campaign, config_hash=config_hash(campaign), flow_run_id=flow_run_id
+        )
+    else:
+        campaign_id, run_id = attach
+        store.campaign(campaign_id)  # fails with the reason when the store does not have it
+        tracker.attach_campaign(run_id, campaign, config_hash=config_hash(campaign))
     ctx = RepairContext(
         campaign=campaign,
         sandbox=get_sandbox(campaign.sandbox.backend),
@@ -100,6 +111,7 @@ def open_session(
         flow_run_id=flow_run_id,
         slots=Slots(concurrency or campaign.concurrency),
         warming=warm_up(_later_models(campaign, store)),
+        attached=attach is not None,
     )
 
 
@@ -232,6 +244,8 @@ def close_session(
     outcomes = session.writer.outcomes()
     status = campaign_status(outcomes, interrupted=interrupted)
     session.writer.write_summary(session.campaign.name)
+    if session.attached:  # the parent flow finishes the campaign run
+        return outcomes, status
     session.tracker.end_campaign(
         session.campaign_run_id, outcomes, config_yaml=config_yaml, interrupted=interrupted
     )

@@ -157,6 +157,13 @@ class ModelConfig(Strict):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Backend-specific settings, validated by the backend."
     )
+    gpu_pool: str | None = Field(
+        default=None,
+        description="A GPU pool of the campaign (gpu_pools): each call holds gpu_slots of its "
+        "Prefect global concurrency limit gpu-POOL, so no more calls than the pool's slots "
+        "run at once over every worker.",
+    )
+    gpu_slots: int = Field(default=1, gt=0, description="Slots of gpu_pool one call occupies.")
 
     @field_validator("adapters")
     @classmethod

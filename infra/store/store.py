@@ -167,25 +167,25 @@ class Store:
         )
         self._must_update("finish_campaign", stmt, f"campaign run {campaign_id}")
 
+    def campaign(self, campaign_id: str) -> dict[str, Any]:
+        """One campaign run (as in ``campaign_runs``); a StoreError names a missing one."""
+        stmt = select(CampaignRow).where(CampaignRow.id == campaign_id)
+        row = self._read("campaign", lambda s: s.scalars(stmt).first())
+        if row is None:
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise StoreError(
+                f"store {where}: no campaign run {campaign_id}: every worker must use the "
+                "parent flow's store (set PATCHSMITH_DB_URL to the same database everywhere)"
+            )
+        return _campaign_dict(row)
+
     def campaign_runs(self, name: str | None = None) -> list[dict[str, Any]]:
         """Campaign runs, oldest first: id, name, started, finished, status, config."""
         stmt = select(CampaignRow).order_by(CampaignRow.started, CampaignRow.id)
         if name is not None:
             stmt = stmt.where(CampaignRow.name == name)
         rows = self._read("campaign_runs", lambda s: list(s.scalars(stmt)))
-        return [
-            {
-                "id": r.id,
-                "name": r.name,
-                "started": r.started,
-                "finished": r.finished,
-                "status": r.status,
-                "config": r.config,
-                "config_hash": r.config_hash,
-                "flow_run_id": r.flow_run_id,
-            }
-            for r in rows
-        ]
+        return [_campaign_dict(r) for r in rows]
 
     # ------------------------------------------------------------ instance runs
 
@@ -218,6 +218,28 @@ class Store:
             .values(status="interrupted")
         )
         self._must_update("interrupt_instance", stmt, f"instance run {instance_run_id}")
+
+    def abandon_instance_runs(self, campaign_id: str, instance_id: str) -> int:
+        """Mark the ``running`` runs of one instance in one campaign run ``crashed``.
+
+        For a run whose process died without a word (a worker lost with its machine): like
+        an interrupted run it has no outcome and its attempts count for the next run under
+        the same key. Returns how many runs were marked.
+        """
+        stmt = (
+            update(InstanceRow)
+            .where(
+                InstanceRow.campaign_id == campaign_id,
+                InstanceRow.instance_id == instance_id,
+                InstanceRow.status == "running",
+            )
+            .values(status="crashed")
+        )
+
+        def go(session: Session) -> int:
+            return int(cast(CursorResult[Any], session.execute(stmt)).rowcount)
+
+        return self._write("abandon_instance_runs", go)
 
     def instance_runs(self, campaign_id: str) -> list[dict[str, Any]]:
         """Instance runs of one campaign run, oldest first."""
@@ -427,6 +449,19 @@ class Store:
     def remove_adapter(self, name: str, version: str) -> bool:
         """Forget one adapter version; False when it was not there."""
         return self._write("remove_adapter", lambda s: registry.remove(s, name, version))
+
+
+def _campaign_dict(r: CampaignRow) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "started": r.started,
+        "finished": r.finished,
+        "status": r.status,
+        "config": r.config,
+        "config_hash": r.config_hash,
+        "flow_run_id": r.flow_run_id,
+    }
 
 
 def _instance_dict(r: InstanceRow) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from patchsmith.adapters.resolve import AdapterUse
 from patchsmith.domain import Usage, config_hash
+from patchsmith.infra.gpu_slots import GpuSlots
 from patchsmith.infra.llm import get_backend
 from patchsmith.infra.llm.config import ModelConfig, Sampling
 from patchsmith.infra.llm.types import ChatMessage, ChatRequest, Completion, ModelBackend
@@ -46,6 +47,8 @@ def backend_for(config: ModelConfig) -> ModelBackend:
             if key in _backends:
                 return _backends[key]
         backend = get_backend(config)
+        if config.gpu_pool is not None:  # each call holds its pool's slots (every worker)
+            backend = GpuSlots(backend, config.gpu_pool, config.gpu_slots)
         with _lock:
             _backends[key] = backend
         return backend

@@ -1,0 +1,197 @@
+"""Distributed mode: each instance is a flow run of the ``repair-instance`` deployment.
+
+``run_campaign(..., distributed=True)`` keeps the campaign run (store row, MLflow parent
+run) and submits one flow run per instance with ``run_deployment``: any number of workers,
+on any machine, polling the deployment's work pool pick them up. Each child attaches to the
+parent's campaign run (``campaign_id``/``campaign_run_id`` parameters), so everything it
+records lands in the shared store (PostgreSQL) and the MLflow server; the parent reads the
+outcomes back from the store, never from a worker's disk.
+
+Deployments rather than Prefect's task workers: a flow run is what the UI shows, triggers,
+cancels and retries; work pools carry the job variables (CPU vs GPU pools); and a flow run
+whose worker dies is detected by Prefect itself (flow-run heartbeats + the "crash zombie
+flow runs" automation that ``patchsmith infra setup`` creates) and ends Crashed. A task run
+on a dead task worker stays Running with nothing to notice it. The price is a process start
+per instance on the worker (seconds, next to minutes of repair): see bench/distributed.py.
+
+A child that ends Crashed lost its process mid-instance. Its store rows and MLflow runs
+still say running: the parent marks them crashed (KILLED) and submits the instance again;
+the new run resumes after the attempts the lost one recorded (same work key), so attempt
+numbers go on without a gap or a repeat.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.states import Cancelling, StateType
+
+from patchsmith.domain import Instance, Outcome, OutcomeStatus
+from patchsmith.infra.sandbox import running
+from patchsmith.progress import emit
+from patchsmith.tasks.campaign import Session, run_instance, work_key
+
+#: The deployment in prefect.yaml that repairs one instance.
+DEFAULT_DEPLOYMENT = "repair_instance/repair-instance"
+WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED}
+
+
+@dataclass
+class Child:
+    """One instance's current flow run."""
+
+    instance: Instance
+    flow_run_id: UUID
+    restarts: int = 0
+    started: bool = False
+
+
+@dataclass
+class FanOut:
+    """Submit, watch and collect the instances of a campaign as deployment flow runs."""
+
+    session: Session
+    campaign_file: str
+    deployment: str = DEFAULT_DEPLOYMENT
+    tracking: bool = True
+    max_restarts: int = 2
+    poll_s: float = 2.0
+    on_finished: Callable[[int], object] | None = None
+
+    def run(self) -> list[Outcome]:
+        """Every instance to an outcome (or to a stop); returns the outcomes collected."""
+        todo: dict[UUID, Child] = {}
+        collected: list[Outcome] = []
+        for inst in self.session.campaign.instances:
+            if self._done_before(inst):  # resume: reuse the stored outcome, no flow run
+                collected.append(run_instance(self.session, inst))
+                self._finished(len(collected))
+                continue
+            child = Child(inst, self._submit(inst, 0))
+            todo[child.flow_run_id] = child
+        with get_client(sync_client=True) as client:
+            while todo:
+                if running.stop_requested():
+                    self._cancel(client, todo)
+                    break
+                for run in self._read(client, list(todo)):
+                    outcome = self._settle(todo, run)
+                    if outcome is not None:
+                        collected.append(outcome)
+                        self._finished(len(collected))
+                if todo:
+                    time.sleep(self.poll_s)
+        return collected
+
+    def _done_before(self, inst: Instance) -> bool:
+        if self.session.redo:
+            return False
+        done = self.session.store.find_outcome(work_key(self.session, inst))
+        return done is not None and done.status != OutcomeStatus.error
+
+    def _submit(self, inst: Instance, restarts: int) -> UUID:
+        params: dict[str, Any] = {
+            "campaign_file": self.campaign_file,
+            "instance_id": inst.instance_id,
+            "redo": self.session.redo,
+            "tracking": self.tracking,
+            "campaign_id": self.session.campaign_id,
+            "campaign_run_id": self.session.campaign_run_id,
+        }
+        run = cast(FlowRun, run_deployment(
+            self.deployment,
+            parameters=params,
+            timeout=0,
+            flow_run_name=f"{inst.instance_id}" + (f" (restart {restarts})" if restarts else ""),
+            idempotency_key=f"{self.session.campaign_id}:{inst.instance_id}:{restarts}",
+            tags=["patchsmith", f"campaign:{self.session.campaign.name}"],
+        ))  # fmt: skip
+        return run.id
+
+    @staticmethod
+    def _read(client: Any, ids: list[UUID]) -> list[FlowRun]:
+        runs: list[FlowRun] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids)
+        )
+        return runs
+
+    def _settle(self, todo: dict[UUID, Child], run: FlowRun) -> Outcome | None:
+        """Act on one child's state; the outcome when it has one."""
+        child = todo[run.id]
+        state = run.state.type if run.state else StateType.PENDING
+        if state in WAITING:
+            if state == StateType.RUNNING and not child.started:
+                child.started = True
+                emit("instance_started", instance_id=child.instance.instance_id)
+            return None
+        del todo[run.id]
+        inst = child.instance
+        if state == StateType.CRASHED:
+            self._abandon(inst)
+            if child.restarts < self.max_restarts:
+                again = Child(inst, self._submit(inst, child.restarts + 1), child.restarts + 1)
+                todo[again.flow_run_id] = again
+                return None
+            return self._record_lost(inst, run, child.restarts)
+        if state in (StateType.CANCELLED, StateType.CANCELLING):
+            return None  # stopped from the UI: no outcome, the next run resumes it
+        stored = self._stored(inst)
+        if stored is None:  # Failed before run_instance could record anything
+            return self._record_lost(inst, run, child.restarts)
+        return self._record(inst, stored)
+
+    def _stored(self, inst: Instance) -> Outcome | None:
+        mine = [
+            o for o in self.session.store.outcomes(self.session.campaign_id)
+            if o.instance_id == inst.instance_id
+        ]  # fmt: skip
+        return mine[-1] if mine else None
+
+    def _record(self, inst: Instance, outcome: Outcome) -> Outcome:
+        outcome = self.session.writer.add(outcome, inst)
+        emit("instance_done", outcome=outcome, skipped=False)
+        return outcome
+
+    def _record_lost(self, inst: Instance, run: FlowRun, restarts: int) -> Outcome:
+        """An error outcome, in the store too: every instance of the campaign has one."""
+        key = work_key(self.session, inst)
+        run_id = self.session.store.start_instance(self.session.campaign_id, inst, key)
+        outcome = _lost(inst, run, restarts)
+        self.session.store.record_outcome(run_id, key, outcome)
+        return self._record(inst, outcome)
+
+    def _abandon(self, inst: Instance) -> None:
+        """The lost run's store rows and MLflow runs: crashed, KILLED (not RUNNING)."""
+        self.session.store.abandon_instance_runs(self.session.campaign_id, inst.instance_id)
+        self.session.tracker.abandon_instance(self.session.campaign_run_id, inst.instance_id)
+
+    def _cancel(self, client: Any, todo: dict[UUID, Child]) -> None:
+        for flow_run_id in todo:
+            client.set_flow_run_state(
+                flow_run_id, Cancelling(message="the campaign is stopping"), force=True
+            )
+
+    def _finished(self, count: int) -> None:
+        if self.on_finished is not None:
+            self.on_finished(count)
+
+
+def _lost(inst: Instance, run: FlowRun, restarts: int) -> Outcome:
+    message = (run.state.message if run.state else None) or "no message"
+    state = run.state.type.value if run.state else "unknown"
+    return Outcome(
+        instance_id=inst.instance_id,
+        status=OutcomeStatus.error,
+        reasons=[
+            f"flow run {run.name} ({run.id}) ended {state} after {restarts} restart(s) "
+            f"without an outcome: {message}"
+        ],
+    )
