@@ -27,6 +27,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from patchsmith.errors import PatchsmithError
+from patchsmith.infra.workspace import WorkspaceManager
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -214,6 +215,10 @@ class LocalCluster:
     def stop(self) -> None:
         for service in [*self.worker_services, *reversed(self.services)]:
             service.stop()
+        for worker in self.worker_services:  # what a killed flow run left mounted
+            workspaces = self.root / worker.name / "patchsmith" / "workspaces"
+            if workspaces.is_dir():
+                WorkspaceManager(workspaces)  # reaps the attempts of dead processes
         self._databases("DROP DATABASE IF EXISTS", " WITH (FORCE)")
 
     def __enter__(self) -> LocalCluster:

@@ -22,9 +22,9 @@ import psycopg
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
+from store_helpers import PG_ADMIN_URL, postgres_unreachable_reason
 
 from patchsmith.infra.local_cluster import BIN, REPO, LocalCluster
-from tests.store_helpers import PG_ADMIN_URL, postgres_unreachable_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

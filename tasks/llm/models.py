@@ -46,9 +46,7 @@ def backend_for(config: ModelConfig) -> ModelBackend:
         with _lock:
             if key in _backends:
                 return _backends[key]
-        backend = get_backend(config)
-        if config.gpu_pool is not None:  # each call holds its pool's slots (every worker)
-            backend = GpuSlots(backend, config.gpu_pool, config.gpu_slots)
+        backend = _slotted(config, get_backend(config))
         with _lock:
             _backends[key] = backend
         return backend
@@ -105,10 +103,18 @@ def _import_transformers() -> None:
         getattr(transformers, name)
 
 
+def _slotted(config: ModelConfig, backend: ModelBackend) -> ModelBackend:
+    """A model of a GPU pool: each call holds its pool's slots, over every worker."""
+    if config.gpu_pool is None:
+        return backend
+    return GpuSlots(backend, config.gpu_pool, config.gpu_slots)
+
+
 def use_backend(config: ModelConfig, backend: ModelBackend) -> None:
-    """Make ``backend`` the one ``config`` gets (a scripted fake with a reply function)."""
+    """Make ``backend`` the one ``config`` gets (a scripted fake with a reply function),
+    behind the config's GPU slots as a built one would be."""
     with _lock:
-        _backends[config_hash(config)] = backend
+        _backends[config_hash(config)] = _slotted(config, backend)
 
 
 def clear_backends() -> None:
