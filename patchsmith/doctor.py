@@ -11,6 +11,13 @@ from pathlib import Path
 from patchsmith.infra.settings import home
 
 Check = tuple[str, bool, str]
+#: What a platform team deploys from (README: Scaling out).
+DEPLOY_FILES = [
+    "prefect.yaml",
+    "infra/deploy/compose.yaml",
+    "infra/deploy/Dockerfile",
+    "infra/deploy/k8s/base-job-template.json",
+]
 
 
 def _runs(argv: list[str]) -> bool:
@@ -91,12 +98,67 @@ def _module(name: str, label: str, meaning_ok: str, fix: str) -> Check:
 def _prefect() -> Check:
     url = os.environ.get("PREFECT_API_URL")
     if url:
-        return ("Prefect API", True, f"server at {url}")
+        return _server(url)
     return (
         "Prefect API",
         True,
         "embedded: ephemeral API on SQLite under "
         f"{os.environ.get('PREFECT_HOME', home() / 'prefect')} (no server to start)",
+    )
+
+
+def _server(url: str) -> Check:
+    """A Prefect server: reachable? its work pools and workers, GPU limits, crash detection."""
+    import httpx
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from patchsmith.infra.prefect_setup import ZOMBIE_AUTOMATION
+
+    try:
+        with SyncPrefectClient(url, httpx_settings={"timeout": 5}) as client:
+            pools = client.read_work_pools()
+            workers = {p.name: client.read_workers_for_work_pool(p.name) for p in pools}
+            limits = [g.name for g in client.read_global_concurrency_limits(limit=200)]
+            crash = client.read_automations_by_name(ZOMBIE_AUTOMATION)
+    except (httpx.HTTPError, OSError) as exc:
+        return ("Prefect API", False, f"server at {url} does not answer: {exc}")
+    online = ", ".join(
+        f"{name} ({sum(w.status == 'ONLINE' for w in ws)} worker(s) online)"
+        for name, ws in workers.items()
+    )
+    gpu = ", ".join(n for n in limits if n.startswith("gpu-")) or "none"
+    ok = bool(pools) and bool(crash)
+    fix = "" if ok else "; run `patchsmith infra setup CAMPAIGN` (README: Scaling out)"
+    return (
+        "Prefect API",
+        ok,
+        f"server at {url}: pools {online or 'none'}; GPU limits {gpu}; crash detection "
+        f"{'on' if crash else 'off'}{fix}",
+    )
+
+
+def _deploy_files() -> Check:
+    from patchsmith.infra.local_cluster import REPO
+
+    found = [f for f in DEPLOY_FILES if (REPO / f).is_file()]
+    missing = sorted(set(DEPLOY_FILES) - set(found))
+    return (
+        "deploy files",
+        not missing,
+        f"{', '.join(found)} under {REPO}" + (f"; missing {', '.join(missing)}" if missing else ""),
+    )
+
+
+def _store() -> Check:
+    from patchsmith.infra.store.engine import default_url, parse_url
+
+    url = parse_url(default_url(home()))
+    shared = url.get_backend_name() != "sqlite"
+    return (
+        "provenance store",
+        True,
+        f"{url.render_as_string(hide_password=True)}"
+        + ("" if shared else " (embedded; distributed workers need PATCHSMITH_DB_URL)"),
     )
 
 
@@ -149,5 +211,7 @@ def checks() -> list[Check]:
             "pip install 'patchsmith[hf]' for local models",
         ),
         _prefect(),
+        _store(),
         _mlflow(),
+        _deploy_files(),
     ]
