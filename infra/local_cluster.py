@@ -115,6 +115,7 @@ class LocalCluster:
     pg_admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     workers: int = 2
     worker_limit: int = 1
+    query_s: float = 2.0
     pool: str = "patchsmith-process"
     prefix: str = field(default_factory=lambda: f"ps_cluster_{uuid.uuid4().hex[:10]}")
     services: list[Service] = field(default_factory=list)
@@ -182,9 +183,16 @@ class LocalCluster:
     def start_worker(self, name: str) -> Service:
         argv = [str(BIN / "prefect"), "worker", "start", "--pool", self.pool, "--name", name,
                 "--limit", str(self.worker_limit)]  # fmt: skip
-        worker = self._spawn(name, argv, self.env(name))
+        # poll the pool every 2 s (Prefect's default is 10 s: up to 10 s idle per instance)
+        env = {**self.env(name), "PREFECT_WORKER_QUERY_SECONDS": str(self.query_s)}
+        worker = self._spawn(name, argv, env)
         self.worker_services.append(worker)
         return worker
+
+    def stop_workers(self) -> None:
+        """Stop every worker (SIGTERM to its group); new ones may be started after."""
+        for worker in self.worker_services:
+            worker.stop()
 
     def kill_worker(self, worker: Service) -> list[int]:
         """The worker, its flow runs and their sandboxes, SIGKILLed together."""
