@@ -143,8 +143,10 @@ class Instance(Strict):
 class SandboxConfig(Strict):
     """Where and under which limits commands run."""
 
-    backend: Literal["auto", "bwrap", "subprocess"] = Field(
-        default="auto", description="auto = bwrap where bubblewrap exists, else subprocess."
+    backend: Literal["auto", "bwrap", "subprocess", "docker"] = Field(
+        default="auto",
+        description="auto = bwrap where bubblewrap exists, else subprocess; docker = a "
+        "container per command on DOCKER_HOST (the docker extra).",
     )
     timeout_s: float = Field(default=60.0, gt=0, description="Wall-clock limit per command.")
     memory_mb: int = Field(default=2048, gt=0, description="Address-space limit per process.")

@@ -2,7 +2,8 @@
 # Install patchsmith into ./.venv, with the system packages it needs (bubblewrap).
 #   scripts/install.sh          core (what `patchsmith run` needs)
 #   scripts/install.sh --models core + the hf extra (real models on CPU: the demo)
-#   scripts/install.sh --dev    core + test tools + the hf/openai extras (the test suite)
+#   scripts/install.sh --dev    core + test tools + the hf/openai/docker extras and dockerd
+#                               (the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,13 @@ if ! command -v bwrap >/dev/null 2>&1; then
     "its tests will skip (install it with: sudo apt-get install bubblewrap)" >&2
 fi
 
+# The docker sandbox backend's tests start a private dockerd (Debian's docker.io): the test
+# install adds it where it can (root); without it those tests skip and say why.
+if [ "${1:-}" = "--dev" ] && ! command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io) \
+    >/dev/null || echo "warning: docker.io could not be installed; docker sandbox tests skip" >&2
+fi
+
 PY=${PYTHON:-python3}
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { echo "patchsmith needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
@@ -32,7 +40,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 
 extras=""
-if [ "${1:-}" = "--dev" ]; then extras="[dev,hf,openai]"; fi
+if [ "${1:-}" = "--dev" ]; then extras="[dev,hf,openai,docker]"; fi
 if [ "${1:-}" = "--models" ]; then extras="[hf]"; fi
 # torch==2.13.0 is pinned in the hf extra: an unpinned torch would pull GB of CUDA wheels.
 .venv/bin/python -m pip install -q -e ".${extras}"

@@ -39,6 +39,7 @@ class Sandbox(Protocol):
 BACKENDS: dict[str, str] = {
     "bwrap": "patchsmith.infra.sandbox.bwrap:BwrapSandbox",
     "subprocess": "patchsmith.infra.sandbox.subprocess_backend:SubprocessSandbox",
+    "docker": "patchsmith.infra.sandbox.docker_backend:DockerSandbox",
 }
 
 
