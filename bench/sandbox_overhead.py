@@ -1,4 +1,5 @@
-"""Per-command cost of the sandbox: `python -c pass` bare vs bwrap vs the subprocess backend.
+"""Per-command cost of the sandbox: `python -c pass` bare vs bwrap vs the subprocess backend,
+and vs the docker backend on a private dockerd (started and stopped here) where one can run.
 
 Run: .venv/bin/python bench/sandbox_overhead.py [--runs 30]
 Prints the median wall time of each way and the extra ms per command over bare Popen.
@@ -7,6 +8,7 @@ Prints the median wall time of each way and the extra ms per command over bare P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -19,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from patchsmith.domain import SandboxConfig
+from patchsmith.infra.sandbox import dockerd
 from patchsmith.infra.sandbox.bwrap import BwrapSandbox
+from patchsmith.infra.sandbox.docker_backend import DockerSandbox
 from patchsmith.infra.sandbox.subprocess_backend import SubprocessSandbox
 
 ARGV = [sys.executable, "-c", "pass"]
@@ -41,8 +45,9 @@ def main() -> None:
     runs = parser.parse_args().runs
     warnings.simplefilter("ignore", RuntimeWarning)  # the subprocess backend's no-isolation note
     config = SandboxConfig(timeout_s=60)
-    with tempfile.TemporaryDirectory() as tmp:
-        ws = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        ws = Path(tmp) / "ws"
+        ws.mkdir()
         if os.geteuid() == 0:
             os.chown(ws, 65534, 65534)
         ways: dict[str, Callable[[], object]] = {
@@ -52,6 +57,13 @@ def main() -> None:
         if shutil.which("bwrap"):
             bwrap = BwrapSandbox()
             ways["bwrap backend"] = lambda: bwrap.run(ws, ARGV, config)
+        why_not = dockerd.unavailable_reason()
+        if why_not is None:
+            engine = stack.enter_context(dockerd.PrivateDockerd(Path(tmp) / "dockerd"))
+            docker = DockerSandbox(engine.url)
+            ways["docker backend"] = lambda: docker.run(ws, ARGV, config)
+        else:
+            print(f"docker backend: skipped ({why_not})")
         # interleave rounds so that noise from other load hits every way alike
         results: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(3):

@@ -239,3 +239,45 @@ def test_containers_are_removed_after_each_run(sandbox: DockerSandbox, ws: Path)
     run(sandbox, ws, "print(1)")
     left = sandbox.client().containers.list(all=True, filters={"label": "patchsmith.sandbox"})
     assert left == []
+
+
+def test_an_instance_is_repaired_and_verified_in_containers(
+    engine: dockerd.PrivateDockerd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchsmith.config import Campaign
+    from patchsmith.domain import OutcomeStatus
+    from patchsmith.tasks.campaign import open_session, run_instance
+
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
+    repo = Path(__file__).resolve().parents[1] / "examples" / "invoicing"
+    campaign = Campaign.model_validate(
+        {
+            "name": "in-docker",
+            "instances": [
+                {
+                    "id": "invoicing-bulk-discount-threshold",
+                    "repo": str(repo),
+                    "test_cmd": "python -m pytest -q tests/test_discounts.py",
+                }
+            ],
+            "sandbox": {"backend": "docker"},
+            "tiers": [{"kind": "search"}],
+        }
+    )
+    session = open_session(
+        campaign, home=tmp_path / "home", out_dir=tmp_path / "out", tracking=False
+    )
+    started = time.time()
+    outcome = run_instance(session, campaign.instances[0])
+    assert outcome.status == OutcomeStatus.resolved, outcome.reasons
+    assert any("verified on a fresh workspace" in r for r in outcome.reasons)
+    (attempt,) = session.store.attempts_for_run(
+        session.store.instance_runs(session.campaign_id)[0]["id"]
+    )
+    assert attempt.report is not None and attempt.report.runner == "cold"  # no warm session
+    since = int(started)
+    made = DockerSandbox(engine.url).client().events(
+        since=since, until=int(time.time()) + 1, decode=True,
+        filters={"type": "container", "event": "create"},
+    )  # fmt: skip
+    assert sum(1 for _ in made) >= 3  # baseline, the candidate, its verification: containers
