@@ -22,6 +22,7 @@ numbers go on without a gap or a repeat.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from patchsmith.tasks.campaign import Session, run_instance, work_key
 
 #: The deployment in prefect.yaml that repairs one instance.
 DEFAULT_DEPLOYMENT = "repair_instance/repair-instance"
+log = logging.getLogger(__name__)
 WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED}
 
 
@@ -64,6 +66,8 @@ class FanOut:
     tracking: bool = True
     max_restarts: int = 2
     poll_s: float = 2.0
+    stall_s: float = 120.0
+    """Warn (once) when flow runs wait this long with none of them running."""
     on_finished: Callable[[int], object] | None = None
 
     def run(self) -> list[Outcome]:
@@ -77,19 +81,37 @@ class FanOut:
                 continue
             child = Child(inst, self._submit(inst, 0))
             todo[child.flow_run_id] = child
+        moved, warned = time.monotonic(), False
         with get_client(sync_client=True) as client:
             while todo:
                 if running.stop_requested():
                     self._cancel(client, todo)
                     break
-                for run in self._read(client, list(todo)):
+                runs = self._read(client, list(todo))
+                for run in runs:
                     outcome = self._settle(todo, run)
                     if outcome is not None:
                         collected.append(outcome)
                         self._finished(len(collected))
+                        moved = time.monotonic()
+                if any(r.state and r.state.type == StateType.RUNNING for r in runs):
+                    moved = time.monotonic()
+                elif todo and not warned and time.monotonic() - moved > self.stall_s:
+                    warned = True
+                    log.warning(self._stalled(client, len(todo)))
                 if todo:
                     time.sleep(self.poll_s)
         return collected
+
+    def _stalled(self, client: Any, waiting: int) -> str:
+        """Why nothing may be running: no worker on the pool, or no free slot."""
+        pool = client.read_deployment_by_name(self.deployment).work_pool_name or "its pool"
+        return (
+            f"{waiting} flow run(s) of {self.deployment} have waited {self.stall_s:.0f} s "
+            f"with none running: is a worker polling work pool {pool!r} with a free slot? "
+            f"(prefect worker start --pool {pool} --limit N; a campaign's own flow run on a "
+            "worker holds one of its slots)"
+        )
 
     def _done_before(self, inst: Instance) -> bool:
         if self.session.redo:

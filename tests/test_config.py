@@ -161,8 +161,8 @@ def test_credentials_in_repo_urls_and_unknown_backends_are_refused(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match=r"instances\[0\]\.repo: the URL carries credentials"):
         load_campaign(leaky)
-    docker = write(
-        tmp_path, "name: d\ninstances:\n  - {id: a, repo: .}\nsandbox: {backend: docker}\n"
+    unknown = write(
+        tmp_path, "name: d\ninstances:\n  - {id: a, repo: .}\nsandbox: {backend: podman}\n"
     )
     with pytest.raises(ConfigError, match=r"sandbox\.backend"):
-        load_campaign(docker)
+        load_campaign(unknown)

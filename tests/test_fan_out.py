@@ -87,13 +87,18 @@ def start(session: Session, path: Path, deployment: str, **kwargs: Any) -> tuple
 
 
 def test_children_carry_the_parent_campaign_and_a_stop_cancels_them(
-    home: Path, tmp_path: Path, deployment: str
+    home: Path, tmp_path: Path, deployment: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     session, path = session_for(home, tmp_path)
-    thread, result = start(session, path, deployment)
+    thread, result = start(session, path, deployment, stall_s=0.5)
     try:
         first = wait_run(IDS[0], session.campaign_id)
         wait_run(IDS[1], session.campaign_id)
+        deadline = time.monotonic() + 30
+        while "with none running" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)  # nothing polls this deployment: the parent says so
+        assert f"2 flow run(s) of {deployment} have waited" in caplog.text
+        assert "is a worker polling work pool" in caplog.text
         assert first.parameters["instance_id"] == IDS[0]
         assert first.parameters["campaign_file"] == str(path)
         running.request_stop()

@@ -9,6 +9,7 @@ nothing running: :meth:`PrivateDockerd.stop` signals the pid it started and wait
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchsmith.errors import SandboxStartError
+
+_MNT_DETACH = 2
 
 
 def unavailable_reason() -> str | None:
@@ -91,9 +94,29 @@ class PrivateDockerd:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        for mount in _mounts_under(self.root):  # e.g. exec/netns/default, left mounted
+            _detach(mount)
 
     def __enter__(self) -> PrivateDockerd:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points below ``root``, deepest first."""
+    prefix = f"{root.resolve()}/"
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(prefix):
+            points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _detach(point: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(point.encode(), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {point}: {os.strerror(err)}")
