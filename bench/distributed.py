@@ -5,11 +5,12 @@ work per instance is the same in every mode). Every mode runs ``patchsmith run -
 against the same loopback deployment (infra/local_cluster.py: a Prefect server on
 PostgreSQL, an MLflow server, the store on PostgreSQL); the embedded default (ephemeral
 API, SQLite) runs too, for reference. Parallelism is 2 everywhere: ``--concurrency 2``
-in-process, one worker with ``--limit 2``, or two workers with ``--limit 1``.
+in-process, one worker with ``--limit 2``, or two workers with ``--limit 1``; then two
+workers again with ``--batch 5`` (five instances per flow run).
 
 Per-instance orchestration overhead of the distributed mode is shown two ways:
-  * in-flow: a child flow run's time (Running -> end) minus its instance's repair time in
-    the store (process start before Running is not in it);
+  * in-flow: a child flow run's time (Running -> end) minus its instances' repair time in
+    the store, per instance (process start before Running is not in it);
   * wall: (distributed wall - in-process wall) x parallelism / instances: everything,
     process starts and pool polling included.
 
@@ -88,8 +89,12 @@ def in_flow_overhead(cluster: LocalCluster, names: set[str], since: float) -> li
     for r in runs:
         started = r["start_time"] and datetime.fromisoformat(r["start_time"]).timestamp()
         fresh = started and started > since
-        if fresh and r["name"] in names and r["name"] in repair and r["total_run_time"]:
-            out.append(float(r["total_run_time"]) - float(repair[r["name"]]))
+        if "instance_id" not in r["parameters"]:
+            continue  # the campaign's own flow run
+        ids = [r["parameters"]["instance_id"], *r["parameters"].get("more_instance_ids", [])]
+        if fresh and r["total_run_time"] and all(i in repair and i in names for i in ids):
+            spent = sum(float(repair[i]) for i in ids)
+            out.append((float(r["total_run_time"]) - spent) / len(ids))
     return out
 
 
@@ -117,7 +122,7 @@ def main() -> None:
             env = cluster.env("parent")
             wall_in, res = run([*base, "--out", str(tmp / "o-in")], env)
             rows.append(("in-process, PostgreSQL + Prefect/MLflow servers", wall_in, res, ""))
-            for workers, limit in ((1, 2), (2, 1)):
+            for workers, limit, batch in ((1, 2, 1), (2, 1, 1), (2, 1, 5)):
                 cluster.stop_workers()
                 cluster.worker_limit = limit
                 for i in range(workers):
@@ -125,7 +130,9 @@ def main() -> None:
                 time.sleep(3)  # the workers' first poll
                 since = time.time()
                 out = str(tmp / f"o-d{workers}")
-                wall, res = run([*base, "--distributed", "--out", out], env)
+                out += f"-b{batch}"
+                argv = [*base, "--distributed", "--batch", str(batch), "--out", out]
+                wall, res = run(argv, env)
                 flow = in_flow_overhead(cluster, names, since)
                 extra = (wall - wall_in) * 2 / n
                 note = (
@@ -134,7 +141,8 @@ def main() -> None:
                     if flow
                     else "no child runs measured"
                 )
-                rows.append((f"distributed, {workers} worker(s) x limit {limit}", wall, res, note))
+                mode = f"distributed, {workers} worker(s) x limit {limit}, batch {batch}"
+                rows.append((mode, wall, res, note))
 
     print(f"campaign: {n} search-fixable example instances, parallelism 2, this machine")
     print(f"{'mode':50} {'wall s':>8} {'inst/h':>8} {'resolved':>9}  notes")

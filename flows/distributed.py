@@ -36,6 +36,7 @@ from prefect.deployments import run_deployment
 from prefect.states import Cancelling, StateType
 
 from patchsmith.domain import Instance, Outcome, OutcomeStatus
+from patchsmith.errors import ConfigError
 from patchsmith.infra.sandbox import running
 from patchsmith.progress import emit
 from patchsmith.tasks.campaign import Session, run_instance, work_key
@@ -48,9 +49,9 @@ WAITING = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.
 
 @dataclass
 class Child:
-    """One instance's current flow run."""
+    """The current flow run of one batch of instances (one instance unless ``batch``)."""
 
-    instance: Instance
+    instances: list[Instance]
     flow_run_id: UUID
     restarts: int = 0
     started: bool = False
@@ -68,18 +69,29 @@ class FanOut:
     poll_s: float = 2.0
     stall_s: float = 120.0
     """Warn (once) when flow runs wait this long with none of them running."""
+    batch: int = 1
+    """Instances per flow run: the flow-run cost (a process on the worker) is shared by
+    ``batch`` instances, repaired one after another there; 1 balances load best."""
     on_finished: Callable[[int], object] | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigError(f"batch: {self.batch}: a flow run repairs at least 1 instance")
 
     def run(self) -> list[Outcome]:
         """Every instance to an outcome (or to a stop); returns the outcomes collected."""
         todo: dict[UUID, Child] = {}
         collected: list[Outcome] = []
+        fresh: list[Instance] = []
         for inst in self.session.campaign.instances:
             if self._done_before(inst):  # resume: reuse the stored outcome, no flow run
                 collected.append(run_instance(self.session, inst))
                 self._finished(len(collected))
-                continue
-            child = Child(inst, self._submit(inst, 0))
+            else:
+                fresh.append(inst)
+        for start in range(0, len(fresh), self.batch):
+            group = fresh[start : start + self.batch]
+            child = Child(group, self._submit(group, 0))
             todo[child.flow_run_id] = child
         moved, warned = time.monotonic(), False
         with get_client(sync_client=True) as client:
@@ -89,8 +101,7 @@ class FanOut:
                     break
                 runs = self._read(client, list(todo))
                 for run in runs:
-                    outcome = self._settle(todo, run)
-                    if outcome is not None:
+                    for outcome in self._settle(todo, run):
                         collected.append(outcome)
                         self._finished(len(collected))
                         moved = time.monotonic()
@@ -119,21 +130,25 @@ class FanOut:
         done = self.session.store.find_outcome(work_key(self.session, inst))
         return done is not None and done.status != OutcomeStatus.error
 
-    def _submit(self, inst: Instance, restarts: int) -> UUID:
+    def _submit(self, group: list[Instance], restarts: int) -> UUID:
+        first, *more = [i.instance_id for i in group]
         params: dict[str, Any] = {
             "campaign_file": self.campaign_file,
-            "instance_id": inst.instance_id,
+            "instance_id": first,
             "redo": self.session.redo,
             "tracking": self.tracking,
             "campaign_id": self.session.campaign_id,
             "campaign_run_id": self.session.campaign_run_id,
         }
+        if more:
+            params["more_instance_ids"] = more
+        name = first + (f" +{len(more)}" if more else "")
         run = cast(FlowRun, run_deployment(
             self.deployment,
             parameters=params,
             timeout=0,
-            flow_run_name=f"{inst.instance_id}" + (f" (restart {restarts})" if restarts else ""),
-            idempotency_key=f"{self.session.campaign_id}:{inst.instance_id}:{restarts}",
+            flow_run_name=name + (f" (restart {restarts})" if restarts else ""),
+            idempotency_key=f"{self.session.campaign_id}:{name}:{restarts}",
             tags=["patchsmith", f"campaign:{self.session.campaign.name}"],
         ))  # fmt: skip
         return run.id
@@ -145,37 +160,36 @@ class FanOut:
         )
         return runs
 
-    def _settle(self, todo: dict[UUID, Child], run: FlowRun) -> Outcome | None:
-        """Act on one child's state; the outcome when it has one."""
+    def _settle(self, todo: dict[UUID, Child], run: FlowRun) -> list[Outcome]:
+        """Act on one child's state; the outcomes it brought."""
         child = todo[run.id]
         state = run.state.type if run.state else StateType.PENDING
         if state in WAITING:
             if state == StateType.RUNNING and not child.started:
                 child.started = True
-                emit("instance_started", instance_id=child.instance.instance_id)
-            return None
+                for inst in child.instances:
+                    emit("instance_started", instance_id=inst.instance_id)
+            return []
         del todo[run.id]
-        inst = child.instance
+        stored = self._stored()
+        done = [self._record(i, stored[i.instance_id]) for i in child.instances
+                if i.instance_id in stored]  # fmt: skip
+        rest = [i for i in child.instances if i.instance_id not in stored]
+        if not rest or state in (StateType.CANCELLED, StateType.CANCELLING):
+            return done  # cancelled from the UI: no outcome for the rest, a rerun resumes them
         if state == StateType.CRASHED:
-            self._abandon(inst)
+            for inst in rest:
+                self._abandon(inst)
             if child.restarts < self.max_restarts:
-                again = Child(inst, self._submit(inst, child.restarts + 1), child.restarts + 1)
+                again = Child(rest, self._submit(rest, child.restarts + 1), child.restarts + 1)
                 todo[again.flow_run_id] = again
-                return None
-            return self._record_lost(inst, run, child.restarts)
-        if state in (StateType.CANCELLED, StateType.CANCELLING):
-            return None  # stopped from the UI: no outcome, the next run resumes it
-        stored = self._stored(inst)
-        if stored is None:  # Failed before run_instance could record anything
-            return self._record_lost(inst, run, child.restarts)
-        return self._record(inst, stored)
+                return done
+        # Crashed too often, or ended before run_instance could record an outcome
+        return done + [self._record_lost(i, run, child.restarts) for i in rest]
 
-    def _stored(self, inst: Instance) -> Outcome | None:
-        mine = [
-            o for o in self.session.store.outcomes(self.session.campaign_id)
-            if o.instance_id == inst.instance_id
-        ]  # fmt: skip
-        return mine[-1] if mine else None
+    def _stored(self) -> dict[str, Outcome]:
+        """The latest outcome of each instance recorded under this campaign run."""
+        return {o.instance_id: o for o in self.session.store.outcomes(self.session.campaign_id)}
 
     def _record(self, inst: Instance, outcome: Outcome) -> Outcome:
         outcome = self.session.writer.add(outcome, inst)

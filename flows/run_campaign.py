@@ -64,13 +64,14 @@ def run_campaign(
     tracking: bool = True,
     distributed: bool = False,
     deployment: str = DEFAULT_DEPLOYMENT,
+    batch: int = 1,
 ) -> dict[str, Any] | State[Any]:
     """Repair every instance of a campaign file; write outcomes, patches and a summary.
 
     ``distributed``: each instance runs as a flow run of ``deployment`` on whichever worker
     of its work pool picks it up (see ``flows/distributed.py``); needs a Prefect server and
-    a store every worker reaches (``PATCHSMITH_DB_URL``). Otherwise instances run here, as
-    tasks in this flow run.
+    a store every worker reaches (``PATCHSMITH_DB_URL``); ``batch`` instances share one flow
+    run there. Otherwise instances run here, as tasks in this flow run.
     Returns the result, or a Cancelled state (with the same result as data) after a stop.
     """
     campaign, home, out_dir = load_inputs(campaign_file, out)
@@ -97,6 +98,7 @@ def run_campaign(
             campaign_file,
             deployment=deployment,
             tracking=tracking,
+            batch=batch,
             on_finished=lambda done: update_progress_artifact(progress, 100.0 * done / total),
         ).run()
     else:

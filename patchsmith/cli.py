@@ -75,6 +75,14 @@ def run(
     deployment: Annotated[
         str, typer.Option(help="The deployment that repairs one instance (--distributed).")
     ] = "repair_instance/repair-instance",
+    batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Instances per flow run (--distributed): shares a worker process start "
+            "among them; 1 spreads the load best.",
+        ),
+    ] = 1,
 ) -> None:
     """Run a campaign: repair every instance, write outcomes.jsonl, predictions.jsonl, patches/
     (and changesets/ for refactorings: see `patchsmith publish`).
@@ -110,7 +118,7 @@ def run(
             stops.server = start_api(home)
         except PatchsmithError as exc:
             raise fail(str(exc), 1) from None
-        mode = {"distributed": distributed, "deployment": deployment}
+        mode = {"distributed": distributed, "deployment": deployment, "batch": batch}
         state = _run_flow(parsed.instances, campaign, out, concurrency, redo, tracking, stops, mode)
     finally:
         shutdown_api(stops.server)

@@ -15,6 +15,7 @@ import yaml
 
 from patchsmith.config import load_campaign
 from patchsmith.domain import Outcome, OutcomeStatus
+from patchsmith.errors import ConfigError
 from patchsmith.infra.sandbox import running
 from patchsmith.tasks.campaign import Session, open_session, work_key
 
@@ -134,10 +135,7 @@ def test_a_crashed_child_is_abandoned_resubmitted_then_given_up(
 
         # the other one completes with its outcome in the store, as a worker records it
         other = wait_run(finishing.instance_id, session.campaign_id)
-        key = work_key(session, finishing)
-        run_id = session.store.start_instance(session.campaign_id, finishing, key)
-        done = Outcome(instance_id=finishing.instance_id, status=OutcomeStatus.resolved)
-        session.store.record_outcome(run_id, key, done)
+        record(session, finishing, OutcomeStatus.resolved)
         set_state(other.id, Completed())
         thread.join(timeout=60)
     finally:
@@ -149,3 +147,70 @@ def test_a_crashed_child_is_abandoned_resubmitted_then_given_up(
     assert "ended CRASHED after 1 restart(s)" in given_up.reasons[0]
     stored = {o.instance_id: o.status for o in session.store.outcomes(session.campaign_id)}
     assert stored == {crashing.instance_id: "error", finishing.instance_id: "resolved"}
+
+
+def record(session: Session, instance: Any, status: OutcomeStatus) -> None:
+    """What a worker does for an instance it finished: its outcome in the shared store."""
+    key = work_key(session, instance)
+    run_id = session.store.start_instance(session.campaign_id, instance, key)
+    outcome = Outcome(instance_id=instance.instance_id, status=status)
+    session.store.record_outcome(run_id, key, outcome)
+
+
+def test_a_batch_shares_a_flow_run_and_a_crash_resubmits_only_its_unfinished_part(
+    home: Path, tmp_path: Path, deployment: str
+) -> None:
+    from prefect.states import Completed, Crashed
+
+    session, path = session_for(home, tmp_path)
+    first, second = session.campaign.instances
+    thread, result = start(session, path, deployment, batch=2)
+    try:
+        both = wait_run(f"{first.instance_id} +1", session.campaign_id)
+        assert both.parameters["instance_id"] == first.instance_id
+        assert both.parameters["more_instance_ids"] == [second.instance_id]
+        record(session, first, OutcomeStatus.resolved)  # the worker finished one, then died
+        set_state(both.id, Crashed(message="no heartbeat"))
+        rest = wait_run(f"{second.instance_id} (restart 1)", session.campaign_id)
+        assert rest.parameters["instance_id"] == second.instance_id
+        assert "more_instance_ids" not in rest.parameters
+        record(session, second, OutcomeStatus.unresolved)
+        set_state(rest.id, Completed())
+        thread.join(timeout=60)
+    finally:
+        running.reset()
+    assert sorted((o.instance_id, o.status) for o in result) == sorted(
+        [
+            (first.instance_id, OutcomeStatus.resolved),
+            (second.instance_id, OutcomeStatus.unresolved),
+        ]
+    )
+
+
+def test_the_flow_repairs_a_batch_one_after_another(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchsmith.flows.repair_instance import repair_instance
+
+    monkeypatch.setenv("PATCHSMITH_HOME", str(home))
+    path = tmp_path / "batch.yaml"
+    tests = {
+        "textkit-wrap-exact-width": "test_wrap.py",
+        "textkit-ngrams-drop-last": "test_tokens.py",
+    }
+    instances = [
+        {"id": i, "repo": str(REPO / "examples" / "textkit"),
+         "test_cmd": f"python -m pytest -q tests/{f}"}
+        for i, f in tests.items()
+    ]  # fmt: skip
+    path.write_text(yaml.safe_dump({"name": "batch", "instances": instances}))
+    result = repair_instance(
+        str(path), IDS[0], more_instance_ids=[IDS[1]], tracking=False, out=str(tmp_path / "o")
+    )
+    assert isinstance(result, dict)
+    assert [(o["instance_id"], o["status"]) for o in result["outcomes"]] == [
+        (IDS[0], "resolved"),
+        (IDS[1], "resolved"),
+    ]
+    with pytest.raises(ConfigError, match=r"no instance 'nope'"):
+        repair_instance(str(path), IDS[0], more_instance_ids=["nope"], tracking=False)
