@@ -106,6 +106,12 @@ def run(
             "(e.g. http://127.0.0.1:4200/api) and PATCHSMITH_DB_URL to the store they share "
             "(README: Scaling out)"
         )
+    if distributed and not os.environ.get("PATCHSMITH_DB_URL"):
+        raise fail(
+            "--distributed needs a store the workers share: set PATCHSMITH_DB_URL "
+            "(e.g. postgresql+psycopg://user@db-host/store) here and on every worker; the "
+            "embedded SQLite file is this machine's only (README: Scaling out)"
+        )
     _print_preflight(parsed, write=not dry_run)
     if dry_run:
         from patchsmith.cli_refactor import dry_run as show

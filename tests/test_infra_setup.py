@@ -79,3 +79,15 @@ def test_setup_without_a_server_says_which_variable(monkeypatch: pytest.MonkeyPa
     result = CliRunner().invoke(app, ["infra", "setup"])
     assert result.exit_code == 2
     assert "set PREFECT_API_URL" in result.output
+
+
+def test_distributed_run_names_what_it_is_missing(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign = str(REPO / "examples" / "refactor.yaml")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    no_server = CliRunner().invoke(app, ["run", campaign, "--distributed"])
+    assert no_server.exit_code == 2 and "set PREFECT_API_URL" in " ".join(no_server.output.split())
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    no_store = CliRunner().invoke(app, ["run", campaign, "--distributed"])
+    assert no_store.exit_code == 2 and "set PATCHSMITH_DB_URL" in " ".join(no_store.output.split())
