@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -189,3 +190,17 @@ def loopback_listener() -> Iterator[tuple[socket.socket, int]]:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         yield listener, listener.getsockname()[1]
+
+
+def host_pids_with(marker: str) -> list[int]:
+    """Host pids whose command line contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry))
+    return found

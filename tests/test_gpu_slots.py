@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from helpers import make_stats_project
+from test_llm_campaign import FIX
 
 from patchsmith.config import Campaign
 from patchsmith.domain import OutcomeStatus
@@ -30,15 +31,6 @@ pytestmark = [
     pytest.mark.usefixtures("prefect_harness", "fresh_backends"),
     pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning"),
 ]
-
-FIX = """stats.py
-<<<<<<< SEARCH
-    return f"n={len(values)} mean={mean(values):.2f}"
-=======
-    ordered = sorted(values)
-    return f"n={len(values)} mean={mean(values):.2f} median={ordered[len(ordered) // 2]}"
->>>>>>> REPLACE
-"""
 
 
 class Gauge:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import loopback_listener
+from helpers import host_pids_with, loopback_listener
 
 from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.errors import SandboxStartError
@@ -53,19 +53,6 @@ def ws(tmp_path: Path) -> Path:
 def run(sandbox: DockerSandbox, ws: Path, code: str, **limits: float) -> ExecResult:
     config = SandboxConfig(**{"timeout_s": 30, **limits})  # type: ignore[arg-type]
     return sandbox.run(ws, [PY, "-c", code], config)
-
-
-def host_pids_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(int(entry))
-    return found
 
 
 def test_the_image_is_built_here_and_named_by_its_content(sandbox: DockerSandbox) -> None:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import loopback_listener, needs_bwrap
+from helpers import host_pids_with, loopback_listener, needs_bwrap
 
 from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.infra.sandbox import cgroups
@@ -40,20 +40,6 @@ def ws(tmp_path: Path) -> Path:
 def run(ws: Path, code: str, **limits: float) -> ExecResult:
     config = SandboxConfig(**{"timeout_s": 30, **limits})  # type: ignore[arg-type]
     return BwrapSandbox().run(ws, [PY, "-c", code], config)
-
-
-def host_pids_with(marker: str) -> list[int]:
-    """Host pids whose command line contains ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(int(entry))
-    return found
 
 
 def test_runs_as_nobody_without_capabilities_or_user_namespaces(ws: Path) -> None:

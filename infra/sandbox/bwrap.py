@@ -50,6 +50,7 @@ from patchsmith.infra.sandbox.limits import (
     Captured,
     base_env,
     capture,
+    checked_inputs,
     disk_full,
     exec_result,
     prlimit_prefix,
@@ -58,7 +59,7 @@ from patchsmith.infra.sandbox.limits import (
 SANDBOX_UID = 65534
 
 # Files from /etc that programs (Python, git, glibc's NSS) need; none holds secrets.
-_ETC_FILES = (
+ETC_FILES = (
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
@@ -223,7 +224,7 @@ def _mount_plan() -> tuple[list[str], list[str]]:
     args: list[str] = []
     for path in binds:
         args += ["--ro-bind", path, path]
-    for path in _ETC_FILES:
+    for path in ETC_FILES:
         args += ["--ro-bind-try", path, path]
     return links, args
 
@@ -317,20 +318,12 @@ class BwrapSandbox:
         pass_fds: Sequence[int] = (),
     ) -> ExecResult:
         """Run ``argv`` in ``workspace`` inside a new sandbox; see the module docstring."""
-        if not argv:
-            raise SandboxStartError("empty command")
+        workspace = checked_inputs(workspace, argv, config)
         if shutil.which(self.config.bwrap) is None:
             raise SandboxStartError(
                 f"{self.config.bwrap!r} not found: apt-get install bubblewrap, "
                 "or use sandbox backend 'subprocess'"
             )
-        workspace = Path(workspace).resolve()
-        if not workspace.is_dir():
-            raise SandboxStartError(f"workspace {workspace} does not exist or is not a directory")
-        for kind, paths in (("ro_paths", config.ro_paths), ("rw_paths", config.rw_paths)):
-            for path in paths:
-                if not os.path.exists(path):
-                    raise SandboxStartError(f"sandbox {kind}: {path} does not exist")
         try:
             group = open_cgroup(config.max_procs, config.memory_mb)
         except OSError as exc:

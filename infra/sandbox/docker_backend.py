@@ -37,11 +37,12 @@ from typing import Any
 
 from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.errors import MissingExtra, SandboxStartError
-from patchsmith.infra.sandbox.bwrap import _ETC_FILES, SANDBOX_UID
+from patchsmith.infra.sandbox.bwrap import ETC_FILES, SANDBOX_UID
 from patchsmith.infra.sandbox.limits import (
     Captured,
     LimitHit,
     base_env,
+    checked_inputs,
     disk_full,
     exec_result,
     prlimit_prefix,
@@ -83,7 +84,7 @@ def _system_binds() -> list[str]:
     binds = [b for b in binds if not os.path.islink(b)]
     python = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)}
     binds += sorted(p for p in python if not p.startswith("/usr/"))
-    binds += [p for p in _ETC_FILES if os.path.exists(p) and p not in ("/etc/passwd", "/etc/group")]
+    binds += [p for p in ETC_FILES if os.path.exists(p) and p not in ("/etc/passwd", "/etc/group")]
     return binds
 
 
@@ -145,20 +146,12 @@ class DockerSandbox:
         pass_fds: Sequence[int] = (),
     ) -> ExecResult:
         """Run ``argv`` in ``workspace`` in a new container; see the module docstring."""
-        if not argv:
-            raise SandboxStartError("empty command")
+        workspace = checked_inputs(workspace, argv, config)
         if pass_fds:
             raise SandboxStartError(
                 "the docker backend cannot pass file descriptors into a container "
                 "(a warm test session needs one): its candidates run cold"
             )
-        workspace = Path(workspace).resolve()
-        if not workspace.is_dir():
-            raise SandboxStartError(f"workspace {workspace} does not exist or is not a directory")
-        for kind, paths in (("ro_paths", config.ro_paths), ("rw_paths", config.rw_paths)):
-            for path in paths:
-                if not os.path.exists(path):
-                    raise SandboxStartError(f"sandbox {kind}: {path} does not exist")
         docker = self._docker()
         container = self._create(workspace, argv, config, env or {})
         start = time.monotonic()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from patchsmith.domain import ExecResult, SandboxConfig
+from patchsmith.errors import SandboxStartError
 
 LimitHit = Literal["timeout", "memory", "procs", "file_size", "disk", "output"]
 
@@ -226,3 +227,18 @@ def exec_result(
         stderr_tail=tail(got.stderr, len(got.stderr)),
         backend=backend,
     )
+
+
+def checked_inputs(workspace: Path, argv: Sequence[str], config: SandboxConfig) -> Path:
+    """The workspace, resolved, once the command, it and the extra binds are usable;
+    SandboxStartError says which is not."""
+    if not argv:
+        raise SandboxStartError("empty command")
+    workspace = Path(workspace).resolve()
+    if not workspace.is_dir():
+        raise SandboxStartError(f"workspace {workspace} does not exist or is not a directory")
+    for kind, paths in (("ro_paths", config.ro_paths), ("rw_paths", config.rw_paths)):
+        for path in paths:
+            if not os.path.exists(path):
+                raise SandboxStartError(f"sandbox {kind}: {path} does not exist")
+    return workspace

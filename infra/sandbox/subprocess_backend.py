@@ -23,6 +23,7 @@ from patchsmith.infra.sandbox.cgroups import open_cgroup
 from patchsmith.infra.sandbox.limits import (
     base_env,
     capture,
+    checked_inputs,
     exec_result,
     prlimit_prefix,
 )
@@ -58,10 +59,7 @@ class SubprocessSandbox:
     ) -> ExecResult:
         """Run ``argv`` in ``workspace`` in its own process group, under rlimits."""
         _warn_once()
-        if not argv:
-            raise SandboxStartError("empty command")
-        if not Path(workspace).is_dir():
-            raise SandboxStartError(f"workspace {workspace} does not exist or is not a directory")
+        workspace = checked_inputs(workspace, argv, config)
         try:
             group = open_cgroup(config.max_procs, config.memory_mb)
         except OSError as exc:
