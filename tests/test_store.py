@@ -225,6 +225,22 @@ def test_record_attempt_for_unknown_run_is_refused(store: Store) -> None:
     assert count(store, AttemptRow) == 0
 
 
+def test_a_run_given_up_as_crashed_may_write_nothing_more(store: Store) -> None:
+    # A worker whose heartbeats were late still runs after the parent abandoned its run and
+    # resubmitted the instance: the store fences it off, so the new run's attempt numbers
+    # (after the ones stored) cannot collide with a late write of the old one.
+    campaign_id, rid, key = start_run(store)
+    store.record_attempt(rid, sample_attempt("calc", 1))
+    assert store.abandon_instance_runs(campaign_id, "calc") == 1
+    with pytest.raises(StoreError, match=r"given up as crashed.*must stop"):
+        store.record_attempt(rid, sample_attempt("calc", 2))
+    outcome = Outcome(instance_id="calc", status=OutcomeStatus.resolved)
+    with pytest.raises(StoreError, match="given up as crashed"):
+        store.record_outcome(rid, key, outcome)
+    assert [a.number for a in store.attempts_for_key(key)] == [1]
+    assert store.abandon_instance_runs(campaign_id, "calc") == 0  # only running ones
+
+
 # ----------------------------------------------------------------- outcomes
 
 

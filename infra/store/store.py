@@ -280,10 +280,14 @@ class Store:
     # ---------------------------------------------------------------- attempts
 
     def record_attempt(self, instance_run_id: str, attempt: Attempt) -> None:
-        """Store a finished attempt; a second call with the same number is a no-op."""
+        """Store a finished attempt; a second call with the same number is a no-op.
+
+        Refused for a run marked ``crashed``: its instance was given to another process,
+        which resumes after the attempts stored so far (see ``abandon_instance_runs``)."""
         values, blobs = attempt_values(instance_run_id, attempt)
 
         def go(session: Session) -> None:
+            _refuse_if_abandoned(session, instance_run_id)
             self._put_blobs(session, blobs)
             session.execute(insert_ignore(session, table(AttemptRow)), [values])
 
@@ -353,6 +357,7 @@ class Store:
             run = session.get(InstanceRow, instance_run_id)
             if run is None:
                 raise StoreError(f"store: record_outcome: no instance run {instance_run_id}")
+            _refuse_if_abandoned(session, instance_run_id)
             if run.key != key:
                 raise StoreError(
                     f"store: record_outcome: key {key[:12]}… differs from the key "
@@ -449,6 +454,20 @@ class Store:
     def remove_adapter(self, name: str, version: str) -> bool:
         """Forget one adapter version; False when it was not there."""
         return self._write("remove_adapter", lambda s: registry.remove(s, name, version))
+
+
+def _refuse_if_abandoned(session: Session, instance_run_id: str) -> None:
+    """A fence for a process that was given up for dead but still runs (its heartbeats
+    were late): once its run is ``crashed`` it may write nothing more."""
+    status = session.scalars(
+        select(InstanceRow.status).where(InstanceRow.id == instance_run_id)
+    ).first()
+    if status == "crashed":
+        raise StoreError(
+            f"store: instance run {instance_run_id} was given up as crashed (its flow run "
+            "stopped sending heartbeats) and its instance resubmitted: this process must "
+            "stop; the new run resumes after the attempts stored before"
+        )
 
 
 def _campaign_dict(r: CampaignRow) -> dict[str, Any]:
