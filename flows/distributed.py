@@ -171,7 +171,7 @@ class FanOut:
                     emit("instance_started", instance_id=inst.instance_id)
             return []
         del todo[run.id]
-        stored = self._stored()
+        stored = self._stored(child.instances)
         done = [self._record(i, stored[i.instance_id]) for i in child.instances
                 if i.instance_id in stored]  # fmt: skip
         rest = [i for i in child.instances if i.instance_id not in stored]
@@ -187,9 +187,12 @@ class FanOut:
         # Crashed too often, or ended before run_instance could record an outcome
         return done + [self._record_lost(i, run, child.restarts) for i in rest]
 
-    def _stored(self) -> dict[str, Outcome]:
-        """The latest outcome of each instance recorded under this campaign run."""
-        return {o.instance_id: o for o in self.session.store.outcomes(self.session.campaign_id)}
+    def _stored(self, instances: list[Instance]) -> dict[str, Outcome]:
+        """The latest outcome of each of ``instances`` recorded under this campaign run
+        (read per child, not the whole campaign's outcomes each time)."""
+        ids = [i.instance_id for i in instances]
+        found = self.session.store.outcomes(self.session.campaign_id, ids)
+        return {o.instance_id: o for o in found}
 
     def _record(self, inst: Instance, outcome: Outcome) -> Outcome:
         outcome = self.session.writer.add(outcome, inst)

@@ -13,12 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from patchsmith.errors import PatchsmithError
+from patchsmith.infra.prefect_server import free_port, healthy
 from patchsmith.infra.workspace import WorkspaceManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,21 +35,6 @@ QUIET = {
     "DO_NOT_TRACK": "1",
     "PREFECT_UI_ENABLED": "false",
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def descendants(pid: int) -> list[int]:
@@ -172,8 +155,8 @@ class LocalCluster:
                   "--backend-store-uri", self.db_url("mlflow"),
                   "--artifacts-destination", str(self.root / "mlflow-artifacts")]  # fmt: skip
         self._spawn("mlflow-server", mlflow, self.env("mlflow"))
-        self._wait(f"{self.api_url}/health", "prefect-server")
-        self._wait(f"{self.mlflow_url}/health", "mlflow-server")
+        self._wait(self.api_url, "prefect-server")
+        self._wait(self.mlflow_url, "mlflow-server")
         self.cli(["patchsmith", "infra", "setup", "--prefect-yaml", str(REPO / "prefect.yaml")])
         self.cli(["prefect", "--no-prompt", "deploy", "--all"])
         for i in range(self.workers):
@@ -256,7 +239,7 @@ class LocalCluster:
     def _wait(self, url: str, name: str, timeout: float = 90.0) -> None:
         service = next(s for s in self.services if s.name == name)
         deadline = time.monotonic() + timeout
-        while not _healthy(url):
+        while not healthy(url):
             if not service.alive() or time.monotonic() > deadline:
                 raise PatchsmithError(f"{name} did not start; its log ends with:\n{service.tail()}")
             time.sleep(0.25)

@@ -109,14 +109,16 @@ class Server:
             path.unlink(missing_ok=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """The API (or any server with a ``/health`` route) at ``url`` answers 200."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
             return bool(response.status == 200)
@@ -160,7 +162,7 @@ def start(home: Path, meanwhile: Callable[[], object] | None = None) -> Server:
     folder = runs_dir(home)
     me = os.getpid()
     log_path = folder / f"{me}.server.log"
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-c", _DIE_WITH_OWNER, str(me),
             sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", APP,
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
@@ -191,7 +193,7 @@ def start(home: Path, meanwhile: Callable[[], object] | None = None) -> Server:
         server.stop()
         raise
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not _healthy(f"http://127.0.0.1:{port}/api"):
+    while not healthy(f"http://127.0.0.1:{port}/api"):
         if process.poll() is not None or time.monotonic() > deadline:
             server.stop()
             tail = log_path.read_text(errors="replace")[-2000:]

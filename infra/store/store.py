@@ -406,13 +406,18 @@ class Store:
 
         return self._read(what, go)
 
-    def outcomes(self, campaign_id: str) -> list[Outcome]:
-        """Outcomes of one campaign run, in the order they were recorded."""
+    def outcomes(
+        self, campaign_id: str, instance_ids: Iterable[str] | None = None
+    ) -> list[Outcome]:
+        """Outcomes of one campaign run (of these instances only, when given), in the order
+        they were recorded."""
         stmt = (
             select(OutcomeRow.payload, OutcomeRow.patch_sha)
             .where(OutcomeRow.campaign_id == campaign_id)
             .order_by(OutcomeRow.created, OutcomeRow.id)
         )
+        if instance_ids is not None:
+            stmt = stmt.where(OutcomeRow.instance_id.in_(list(instance_ids)))
 
         def go(session: Session) -> list[Outcome]:
             rows = session.execute(stmt).all()
