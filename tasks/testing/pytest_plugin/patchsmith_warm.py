@@ -25,32 +25,21 @@ Protocol (JSON, one object per line):
   "exit": code, "log": text, "duration_s": s}``
 - end of input: the server exits.
 
-Standard library and pytest only, Python >= 3.8: this runs under the repository's Python.
+Standard library, pytest and ``patchsmith_fork`` (the fork server both warm runners share)
+only, Python >= 3.8: this runs under the repository's Python.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
-import json
 import os
-import select
-import signal
-import socket
 import sys
 import time
 import traceback
 
 import pytest
+from patchsmith_fork import FD_ENV, LOG_LIMIT, Events, Overrides, ancestors, evaluate, serve
 
-FD_ENV = "PATCHSMITH_WARM_FD"
-SWEEP_ENV = "PATCHSMITH_WARM_SWEEP"  # set only inside a PID namespace of our own
 MARKER = "patchsmith-guard: test timed out"  # as in patchsmith_guard
-GRACE_S = 2.0
-LOG_LIMIT = 4000
-LINE_LIMIT = 64 * 1024 * 1024
 
 
 def _outcome(report: object) -> str | None:
@@ -79,41 +68,6 @@ def _module_file(module: object) -> str | None:
         return os.path.realpath(path)
     except (OSError, ValueError):
         return None
-
-
-class _Source(importlib.abc.SourceLoader):
-    """Loads one module from given text (a candidate's version of a file not imported yet)."""
-
-    def __init__(self, path: str, text: str) -> None:
-        self.path, self.text = path, text
-
-    def get_filename(self, fullname: str) -> str:
-        return self.path
-
-    def get_data(self, path: str) -> bytes:
-        if path != self.path:
-            raise OSError(path)
-        return self.text.encode("utf-8")
-
-    def path_stats(self, path: str) -> dict[str, float]:
-        raise OSError("no bytecode cache for a candidate's source")
-
-
-class _Overrides(importlib.abc.MetaPathFinder):
-    def __init__(self, texts: dict[str, str]) -> None:
-        self.texts = texts
-
-    def find_spec(self, fullname, path=None, target=None):  # type: ignore[no-untyped-def]
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or not spec.origin:
-            return None
-        text = self.texts.get(os.path.realpath(spec.origin))
-        if text is None:
-            return None
-        return importlib.util.spec_from_file_location(
-            fullname, spec.origin, loader=_Source(spec.origin, text),
-            submodule_search_locations=spec.submodule_search_locations,
-        )  # fmt: skip
 
 
 def _repo_modules(root: str) -> list[tuple[object, str]]:
@@ -150,7 +104,7 @@ def apply_files(files: dict[str, str], root: str, repo: list[tuple[object, str]]
                 if after is not before and not key.startswith("__"):
                     swap[id(before)] = (before, after)
     if pending:
-        sys.meta_path.insert(0, _Overrides(pending))
+        sys.meta_path.insert(0, Overrides(pending))
     if not swap:
         return
     for module, _ in repo:
@@ -161,20 +115,8 @@ def apply_files(files: dict[str, str], root: str, repo: list[tuple[object, str]]
                 namespace[key] = hit[1]
 
 
-class _Events:
-    """The child's side of its pipe: one JSON line per event."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def send(self, **event: object) -> None:
-        data = (json.dumps(event) + "\n").encode()
-        while data:
-            data = data[os.write(self.fd, data) :]
-
-
 class _Reports:
-    def __init__(self, events: _Events) -> None:
+    def __init__(self, events: Events) -> None:
         self.events = events
         self.outcomes: dict[str, str] = {}
         self.spent: dict[str, float] = {}
@@ -199,7 +141,7 @@ def _set_test_limit(seconds: object) -> None:
         guard.limit = float(seconds)
 
 
-def _child(session: pytest.Session, request: dict, root: str, repo: list, events: _Events) -> None:
+def _child(session: pytest.Session, request: dict, root: str, repo: list, events: Events) -> None:
     by_id = {item.nodeid: item for item in session.items}
     _set_test_limit(request.get("test_timeout_s"))
     try:
@@ -227,125 +169,6 @@ def _child(session: pytest.Session, request: dict, root: str, repo: list, events
     events.send(end=True, tests_s=round(in_tests, 6))
 
 
-def _ancestors() -> set[int]:
-    pids, pid = set(), os.getpid()
-    while pid > 1:
-        pids.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return pids | {1}
-
-
-def _sweep(keep: set[int]) -> None:
-    """Kill every other process in this PID namespace (what a test left behind, even ones
-    that left our process group). Only with SWEEP_ENV: the sandbox has a namespace of its own."""
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) not in keep:
-            with contextlib.suppress(OSError):
-                os.kill(int(name), signal.SIGKILL)
-
-
-class _Lines:
-    """Newline-delimited reads from a file descriptor, bounded per line."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buf = b""
-
-    def read(self, deadline: float | None) -> bytes | None:
-        """The next line; None at EOF; b"" when the deadline passed first."""
-        while b"\n" not in self.buf:
-            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            ready, _, _ = select.select([self.fd], [], [], wait)
-            if not ready:
-                return b""
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-            if len(self.buf) > LINE_LIMIT:
-                return None
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line
-
-
-def _evaluate(
-    session: pytest.Session, request: dict, root: str, repo: list, keep: set[int]
-) -> dict:
-    timeout = float(request.get("timeout_s") or 60.0)
-    per_test = float(request.get("test_timeout_s") or timeout)
-    started = time.monotonic()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the serving loop
-        code = 70
-        try:
-            os.close(r)
-            os.close(int(os.environ[FD_ENV]))  # the tests never see patchsmith's socket
-            os.setpgid(0, 0)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _child(session, request, root, repo, _Events(w))
-            code = 0
-        except BaseException:
-            code = 70
-        finally:
-            os._exit(code)
-    os.close(w)
-    outcomes: dict[str, str] = {}
-    logs: list[str] = []
-    running: str | None = None
-    end = "crashed"
-    tests_s = None
-    durations: dict[str, float] = {}
-    deadline = started + timeout
-    test_deadline: float | None = None
-    lines = _Lines(r)
-    while True:
-        limit = deadline if test_deadline is None else min(deadline, test_deadline)
-        line = lines.read(limit)
-        if line == b"":
-            end = "timeout" if time.monotonic() >= deadline else "test-timeout"
-            break
-        if line is None:
-            break
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if "start" in event:
-            running = str(event["start"])
-            test_deadline = time.monotonic() + per_test + max(GRACE_S, per_test / 2)
-        elif "done" in event:
-            outcomes[str(event["done"])] = str(event.get("outcome"))
-            if isinstance(event.get("s"), (int, float)):
-                durations[str(event["done"])] = float(event["s"])
-            if event.get("log"):
-                logs.append(f"{event['done']}: {event['log']}")
-            running, test_deadline = None, None
-        elif "setup_error" in event:
-            logs.append(str(event["setup_error"]))
-        elif event.get("end"):
-            end, running, tests_s = "done", None, event.get("tests_s")
-            break
-    os.close(r)
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    if os.environ.get(SWEEP_ENV) == "1":
-        _sweep(keep)
-    to_code = getattr(os, "waitstatus_to_exitcode", None)  # Python >= 3.9
-    exit_code = to_code(status) if to_code else status
-    return {
-        "type": "result", "id": request.get("id"), "outcomes": outcomes, "end": end,
-        "running": running, "exit": exit_code, "log": "\n".join(logs)[-LOG_LIMIT:],
-        "duration_s": round(time.monotonic() - started, 4), "tests_s": tests_s,
-        "durations": durations,
-    }  # fmt: skip
-
-
 def _prime(root: str) -> None:
     """Fill, once in the session, the caches every child would otherwise fill again: a
     failing test's report walks every module (inspect's module-by-file map), tokenizes
@@ -366,7 +189,6 @@ def _prime(root: str) -> None:
 
 
 def _serve(session: pytest.Session, fd: int) -> None:
-    conn = socket.socket(fileno=fd)
     config = session.config
     where = getattr(config, "rootpath", None) or getattr(config, "rootdir", "")  # pytest < 6.1
     root = os.path.realpath(str(where))
@@ -375,23 +197,15 @@ def _serve(session: pytest.Session, fd: int) -> None:
                for module, path in repo}  # fmt: skip
     test_files = sorted({os.path.relpath(os.path.realpath(str(item.fspath)), root)
                          for item in session.items})  # fmt: skip
-    keep = _ancestors()
+    keep = ancestors()
     _prime(root)
+    ready = {"type": "ready", "items": [item.nodeid for item in session.items],
+             "modules": modules, "test_files": test_files}  # fmt: skip
 
-    def send(message: dict) -> None:
-        conn.sendall((json.dumps(message) + "\n").encode())
+    def answer(request: dict) -> dict:
+        return evaluate(request, lambda events: _child(session, request, root, repo, events), keep)
 
-    send({"type": "ready", "items": [item.nodeid for item in session.items],
-          "modules": modules, "test_files": test_files})  # fmt: skip
-    lines = _Lines(conn.fileno())
-    while True:
-        line = lines.read(None)
-        if not line:
-            return
-        request = json.loads(line)
-        if request.get("type") != "run":
-            return
-        send(_evaluate(session, request, root, repo, keep))
+    serve(fd, ready, answer)
 
 
 @pytest.hookimpl(tryfirst=True)
