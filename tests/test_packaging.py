@@ -133,7 +133,15 @@ import importlib, json, pkgutil, patchsmith
 names = ["patchsmith"] + [m.name for m in pkgutil.walk_packages(patchsmith.__path__, "patchsmith.")]
 # Alembic's scripts run only inside alembic (env.py reads alembic.context.config).
 names = [n for n in names if not n.startswith("patchsmith.infra.store.migrations.")]
+# The pytest plugins and fork servers run on the repository's Python with their folder on
+# sys.path, as top-level modules (the way ``-p`` loads them), never as patchsmith's submodules.
+plugin = "patchsmith.tasks.testing.pytest_plugin."
+plugins = [n[len(plugin):] for n in names if n.startswith(plugin)]
+names = [n for n in names if not n.startswith(plugin)]
 files = {n: importlib.import_module(n).__file__ for n in names}
+import os, sys
+sys.path.insert(0, os.path.dirname(files["patchsmith.tasks.testing.pytest_plugin"]))
+files.update({plugin + n: importlib.import_module(n).__file__ for n in plugins})
 from patchsmith.prompts import prompt_hash
 from patchsmith.infra.store.migrate import MIGRATIONS
 print(json.dumps({"files": files, "prompt": len(prompt_hash("planner_system")),
@@ -170,6 +178,7 @@ def test_wheel_in_a_fresh_venv_imports_everything_and_runs_a_campaign(tmp_path: 
         "patchsmith.tasks.search.mutation",
         "patchsmith.infra.sandbox.bwrap",
         "patchsmith.adapters.registry",
+        "patchsmith.tasks.testing.pytest_plugin.patchsmith_warm",
     } <= set(found["files"])
     elsewhere = {n: f for n, f in found["files"].items() if not f.startswith(installed)}
     assert not elsewhere, f"imported from outside the fresh venv: {elsewhere}"
