@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from patchsmith.domain import ExecResult, SandboxConfig
+from patchsmith.domain import ExecResult, SandboxConfig, TestOutcome
 from patchsmith.errors import SandboxStartError
 from patchsmith.infra.sandbox import Sandbox
+from patchsmith.tasks.testing.warm import WarmRunner
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 # Outside CI a machine without bubblewrap skips the sandbox tests; with CI=true conftest.py
@@ -204,3 +206,54 @@ def host_pids_with(marker: str) -> list[int]:
             if marker.encode() in cmdline:
                 found.append(int(entry))
     return found
+
+
+# Candidate bodies that attack a warm session, with the verdict each must get (None: any
+# verdict but "passed"). Both warm runners (pytest and plain scripts) face the same table.
+HOSTILE_CANDIDATES: dict[str, tuple[str, TestOutcome | None]] = {
+    "exit": ("import os\nos._exit(0)", TestOutcome.error),
+    "abort": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", TestOutcome.error),
+    "loop": ("while True:\n    pass", TestOutcome.timeout),
+    "sigalrm-ignored": (
+        "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass",
+        TestOutcome.timeout,
+    ),
+    "modules": ("import sys\nsys.modules.clear()\nraise SystemExit(3)", TestOutcome.error),
+    "forkbomb": (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        TestOutcome.timeout,
+    ),
+    "stdin-hog": ("import sys\nsys.stdin.read()\nraise SystemExit(1)", None),
+}
+
+
+def escape_attempt(pristine: Path) -> tuple[list[Path], str]:
+    """Files a candidate must not be able to create, and code that tries to create each."""
+    name = f"warm-escape-{uuid.uuid4().hex}"
+    dirs = ["/etc", "/root", "/tmp", "/var/tmp", str(pristine), str(Path.home())]
+    paths = [Path(d) / name for d in dirs]
+    code = "\n".join(
+        f"try:\n    open({str(p)!r}, 'w').write('x')\nexcept OSError:\n    pass" for p in paths
+    )
+    return paths, code
+
+
+def check_survives_hostile(
+    runner: WarmRunner,
+    hostile: Mapping[str, str],
+    fixed: Mapping[str, str],
+    target: str,
+    config: SandboxConfig,
+    expected: TestOutcome | None,
+) -> None:
+    """A hostile candidate gets ``expected`` (never "passed"), and the same session, with no
+    restart, then judges a real fix correctly."""
+    limits = config.model_copy(update={"timeout_s": 8, "max_procs": 64})
+    report = runner.run(dict(hostile), [target], limits)
+    assert report is not None and report.runner == "warm"
+    if expected is not None:
+        assert report.outcomes[target] == expected, report.log_tail
+    assert report.outcomes.get(target) != TestOutcome.passed
+    again = runner.run(dict(fixed), [target], config)
+    assert again is not None and again.outcomes[target] == TestOutcome.passed, again.log_tail
+    assert runner.starts == 1

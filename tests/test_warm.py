@@ -7,14 +7,16 @@ and never make "resolved" mean less: verify-only still runs cold on a fresh work
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import (
+    HOSTILE_CANDIDATES,
     STATS,
     RecordingSandbox,
+    check_survives_hostile,
+    escape_attempt,
     make_stats_project,
     needs_bwrap,
     write_campaign,
@@ -76,37 +78,13 @@ def test_the_original_source_is_what_an_unchanged_module_runs(runner: WarmRunner
     assert runner.run({}, [TARGET], CONFIG).outcomes == {TARGET: TestOutcome.failed}
 
 
-HOSTILE = {
-    "exit": ("import os\nos._exit(0)", TestOutcome.error),
-    "abort": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", TestOutcome.error),
-    "loop": ("while True:\n    pass", TestOutcome.timeout),
-    "sigalrm-ignored": (
-        "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass",
-        TestOutcome.timeout,
-    ),
-    "modules": ("import sys\nsys.modules.clear()\nraise SystemExit(3)", TestOutcome.error),
-    "forkbomb": (
-        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
-        TestOutcome.timeout,
-    ),
-    "stdin-hog": ("import sys\nsys.stdin.read()\nraise SystemExit(1)", None),
-}
-
-
 @needs_bwrap
-@pytest.mark.parametrize("name", sorted(HOSTILE))
+@pytest.mark.parametrize("name", sorted(HOSTILE_CANDIDATES))
 def test_the_session_survives_a_hostile_candidate(runner: WarmRunner, name: str) -> None:
-    code, expected = HOSTILE[name]
-    limits = CONFIG.model_copy(update={"timeout_s": 8, "max_procs": 64})
-    report = runner.run({"stats.py": _body(code)}, [TARGET], limits)
-    assert report is not None and report.runner == "warm"
-    if expected is not None:
-        assert report.outcomes[TARGET] == expected, report.log_tail
-    assert report.outcomes.get(TARGET) != TestOutcome.passed
-    # The same session (no restart) judges the next candidate correctly.
-    again = runner.run({"stats.py": FIXED}, [TARGET], CONFIG)
-    assert again is not None and again.outcomes[TARGET] == TestOutcome.passed, again.log_tail
-    assert runner.starts == 1
+    code, expected = HOSTILE_CANDIDATES[name]
+    check_survives_hostile(
+        runner, {"stats.py": _body(code)}, {"stats.py": FIXED}, TARGET, CONFIG, expected
+    )
 
 
 @needs_bwrap
@@ -120,15 +98,10 @@ def test_a_candidate_that_kills_the_session_gets_a_new_one(runner: WarmRunner) -
 
 @needs_bwrap
 def test_a_warm_child_writes_nothing_outside_its_workspace(runner: WarmRunner) -> None:
-    name = f"warm-escape-{uuid.uuid4().hex}"
-    targets = ["/etc", "/root", "/tmp", "/var/tmp", str(runner.pristine), str(Path.home())]
-    code = "\n".join(
-        f"try:\n    open({str(Path(d) / name)!r}, 'w').write('x')\nexcept OSError:\n    pass"
-        for d in targets
-    )
+    paths, code = escape_attempt(runner.pristine)
     report = runner.run({"stats.py": _body(code)}, [TARGET], CONFIG)
     assert report is not None and report.outcomes[TARGET] == TestOutcome.passed, report.log_tail
-    assert [d for d in targets if (Path(d) / name).exists()] == []
+    assert [p for p in paths if p.exists()] == []
 
 
 @needs_bwrap
@@ -181,7 +154,7 @@ def test_what_the_warm_path_cannot_judge_it_names(runner: WarmRunner, tmp_path: 
     )
     cold_cmd = WarmRunner(runner.sandbox, runner.workspaces, pristine, "sh -c 'pytest'", CONFIG,
                           lifetime_s=10)  # fmt: skip
-    assert "not pytest" in (cold_cmd.why_cold(diff("stats.py", FIXED), [TARGET]) or "")
+    assert "neither pytest nor" in (cold_cmd.why_cold(diff("stats.py", FIXED), [TARGET]) or "")
     xdist = WarmRunner(runner.sandbox, runner.workspaces, pristine, CMD + " -n 2", CONFIG,
                        lifetime_s=10)  # fmt: skip
     assert "'-n'" in (xdist.why_cold(diff("stats.py", FIXED), [TARGET]) or "")

@@ -97,6 +97,22 @@ def is_pytest(test_cmd: str) -> bool:
     return _pytest_index(argv) is not None and not _SHELL_OPS.intersection(argv)
 
 
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+
+
+def script_argv(test_cmd: str) -> list[str] | None:
+    """``[python, FILE, ARGS...]`` when the command is ``[VAR=value ...] python FILE.py
+    [ARGS...]`` (no interpreter options, no shell), else None."""
+    _, argv = split_command(test_cmd)
+    if len(argv) < 2 or _SHELL_OPS.intersection(argv):
+        return None
+    if not _PYTHON.fullmatch(os.path.basename(argv[0])):
+        return None
+    if argv[1].startswith("-") or not argv[1].endswith(".py"):
+        return None
+    return argv
+
+
 def command_env(test_cmd: str, *, report_dir: str, coverage: bool = False) -> dict[str, str]:
     """Environment for a test run: the command's assignments, plus COVERAGE_FILE."""
     env, _ = split_command(test_cmd)

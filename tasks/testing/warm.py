@@ -14,11 +14,18 @@ tests behave differently in a forked session and all its candidates run cold. Th
 times in that run set the warm per-test limit (10x the slowest, at least 0.25 s, never
 above the cold one): a looping candidate is stopped in a fraction of a second.
 
+A ``python FILE [ARGS...]`` command gets the same from ``pytest_plugin/
+patchsmith_warm_script.py``: a sandboxed Python that forks per candidate and runs FILE as
+``__main__`` in the child, with the candidate's modules served to its imports from memory;
+the whole command is its one test (limit: the candidate's per-test limit, not tightened by
+the unchanged run, which stops at the script's first failed check).
+
 Screening only. What the warm path cannot handle, :meth:`WarmRunner.why_cold` names (a
 changed test file or conftest, a new or deleted file, a non-Python file, a target the
-session did not collect, a command that is not pytest, a session that would not start) and
-the caller runs that candidate cold; the report records which path ran. An accepted
-candidate is always verified cold, on a fresh workspace, whichever path screened it.
+session did not collect, a command that is neither pytest nor ``python FILE``, a session
+that would not start) and the caller runs that candidate cold; the report records which
+path ran. An accepted candidate is always verified cold, on a fresh workspace, whichever
+path screened it.
 
 Everything read from the session is untrusted (it shares the sandbox with the tested
 code): lines are bounded, every wait has a deadline, and a session that misbehaves is
@@ -45,6 +52,7 @@ from patchsmith.infra.sandbox import Sandbox
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.edits.diff import parse_diff
 from patchsmith.tasks.testing.run import (
+    GUARD_DIR,
     REPORT_DIR,
     command_env,
     effective_command,
@@ -54,11 +62,14 @@ from patchsmith.tasks.testing.run import (
     per_test_limit,
     prepare_report_dir,
     pytest_argv,
+    script_argv,
     split_command,
 )
 
 WARM_PLUGIN = "patchsmith_warm"
-FD_ENV, SWEEP_ENV = "PATCHSMITH_WARM_FD", "PATCHSMITH_WARM_SWEEP"
+SCRIPT_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_script.py")
+"""The warm runner of ``python FILE`` commands (in the plugin directory, bound read-only)."""
+FD_ENV, SWEEP_ENV, KEY_ENV = "PATCHSMITH_WARM_FD", "PATCHSMITH_WARM_SWEEP", "PATCHSMITH_WARM_KEY"
 LINE_LIMIT = 16 * 1024 * 1024
 """Longest line accepted from the session (a result with every outcome and its log)."""
 WARM_TEST_FLOOR_S, WARM_TEST_FACTOR = 0.25, 10.0
@@ -147,6 +158,8 @@ class WarmRunner:
         self.workspaces = workspaces
         self.pristine = pristine
         self.test_cmd = effective_command(test_cmd, pristine)
+        self.script = None if is_pytest(self.test_cmd) else script_argv(self.test_cmd)
+        """``[python, FILE, ARGS...]`` of a script command (served by SCRIPT_SERVER)."""
         self.config = config
         self.lifetime_s = lifetime_s
         self.targets, self.guards = list(targets), list(guards)
@@ -169,8 +182,10 @@ class WarmRunner:
     # ------------------------------------------------------------------ decisions
 
     def _unsupported(self) -> str | None:
+        if self.script is not None:
+            return None
         if not is_pytest(self.test_cmd):
-            return "the test command is not pytest"
+            return "the test command is neither pytest nor `python FILE.py`"
         _, argv = split_command(self.test_cmd)
         for word in argv:
             option = word.split("=", 1)[0]
@@ -225,10 +240,15 @@ class WarmRunner:
             self.broken = f"no workspace for the session: {exc}"
             self.close()
             return False
-        argv = [*pytest_argv(self.test_cmd, report_dir=str(out)), "-p", WARM_PLUGIN]
         env = command_env(self.test_cmd, report_dir=str(out))
-        env.update(guard_env(self.config, env, report_dir=str(out)))
-        env.pop("PATCHSMITH_GUARD_DIR")  # forked children would share its files
+        if self.script is not None:
+            python, *rest = self.script
+            argv = [python, SCRIPT_SERVER, *rest]
+            env[KEY_ENV] = self.test_cmd  # the outcome's key, as the cold path names it
+        else:
+            argv = [*pytest_argv(self.test_cmd, report_dir=str(out)), "-p", WARM_PLUGIN]
+            env.update(guard_env(self.config, env, report_dir=str(out)))
+            env.pop("PATCHSMITH_GUARD_DIR")  # forked children would share its files
         ours, theirs = socket.socketpair()
         os.set_inheritable(theirs.fileno(), True)
         env.update({FD_ENV: str(theirs.fileno()), "PYTHONDONTWRITEBYTECODE": "1"})
@@ -347,6 +367,8 @@ class WarmRunner:
                 self.broken = (f"{guard} is {got.value if got else 'missing'} in the warm "
                                "session but passes in the baseline")  # fmt: skip
                 return False
+        if self.script is not None:
+            return True  # one test, stopped at its first failed check: its time says little
         spent = answer.get("durations")
         spent = spent if isinstance(spent, dict) else {}
         # A hanging target's time is its limit, not a test's cost: only tests that finished.

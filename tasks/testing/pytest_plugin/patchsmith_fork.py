@@ -125,9 +125,15 @@ def sweep(keep: set[int]) -> None:
                 os.kill(int(name), signal.SIGKILL)
 
 
-def evaluate(request: dict, child: Callable[[Events], None], keep: set[int]) -> dict:
+def evaluate(
+    request: dict,
+    child: Callable[[Events], None],
+    keep: set[int],
+    test_grace_s: float | None = None,
+) -> dict:
     """Run ``child`` in a fork and collect its events into a result, within the request's
-    deadlines: the whole run's, and each started test's (plus a grace)."""
+    deadlines: the whole run's, and each started test's plus ``test_grace_s`` (default: the
+    larger of GRACE_S and half the limit, for a child that enforces the limit itself)."""
     timeout = float(request.get("timeout_s") or 60.0)
     per_test = float(request.get("test_timeout_s") or timeout)
     started = time.monotonic()
@@ -170,7 +176,8 @@ def evaluate(request: dict, child: Callable[[Events], None], keep: set[int]) -> 
             continue
         if "start" in event:
             running = str(event["start"])
-            test_deadline = time.monotonic() + per_test + max(GRACE_S, per_test / 2)
+            grace = max(GRACE_S, per_test / 2) if test_grace_s is None else test_grace_s
+            test_deadline = time.monotonic() + per_test + grace
         elif "done" in event:
             outcomes[str(event["done"])] = str(event.get("outcome"))
             if isinstance(event.get("s"), (int, float)):
