@@ -214,7 +214,7 @@ class MutationSearch:
         max_order: int = 2,
         top_lines: int = 12,
         pair_pool: int = 40,
-        max_pairs: int = 400,
+        max_pairs: int = 120,
         prior: Mapping[str, float] | None = None,
         widen: bool = True,
     ) -> None:
