@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+from typing import IO
 
 from patchsmith_fork import (
     FD_ENV,
@@ -54,7 +55,7 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _output() -> object:
+def _output() -> IO[bytes]:
     """An anonymous file for the script's stdout and stderr (fds 1 and 2)."""
     create = getattr(os, "memfd_create", None)
     if create is not None:
@@ -62,11 +63,11 @@ def _output() -> object:
     return tempfile.TemporaryFile()
 
 
-def _tail(out: object) -> str:
-    out.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
-    size = out.tell()  # type: ignore[attr-defined]
-    out.seek(max(0, size - LOG_LIMIT))  # type: ignore[attr-defined]
-    return out.read().decode("utf-8", "replace")  # type: ignore[attr-defined]
+def _tail(out: IO[bytes]) -> str:
+    out.seek(0, os.SEEK_END)
+    size = out.tell()
+    out.seek(max(0, size - LOG_LIMIT))
+    return out.read().decode("utf-8", "replace")
 
 
 def _print_traceback(exc: BaseException) -> None:
@@ -110,8 +111,8 @@ def _child(request: dict, key: str, script: str, args: list[str], root: str,
     out = _output()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.dup2(out.fileno(), 1)  # type: ignore[attr-defined]
-    os.dup2(out.fileno(), 2)  # type: ignore[attr-defined]
+    os.dup2(out.fileno(), 1)
+    os.dup2(out.fileno(), 2)
     t0 = time.perf_counter()
     code = _run(script, args, request.get("files") or {}, root)
     spent = time.perf_counter() - t0
