@@ -8,13 +8,14 @@ attempt is handed to ``ctx.on_attempt`` as soon as it is judged, before the next
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from patchsmith.config import Campaign, LLMTier, Tier
 from patchsmith.domain import (
@@ -76,6 +77,7 @@ KEPT = "refactor:kept"
 """Generator name of the composed changes an unfinished refactoring verifies and ships."""
 PART = "refactor:part"
 """Generator name of one part of a split refactoring, verified alone."""
+R = TypeVar("R")
 
 StepTracer = Callable[[str, dict[str, Any]], AbstractContextManager[Any]]
 
@@ -322,12 +324,26 @@ def verify_step(
     return report, critique(plan, report, diff)
 
 
+def screen_step(run: Callable[[], R]) -> R | Interrupted:
+    """Screen one round: ``run`` tests, judges and records each candidate in turn (the
+    test and critique steps, called directly). One step per round, not two per candidate:
+    a Prefect task run costs more than a warm test run (on the 71-program script corpus
+    of ``bench/search_floor.py``, instances took 90.9 s with three task runs per
+    candidate and 39.8 s with none). A stop comes back as a value, not raised: Prefect
+    would log it as a failed task run."""
+    try:
+        return run()
+    except Interrupted as exc:
+        return exc
+
+
 @dataclass(frozen=True)
 class Steps:
     """The callables the loop uses; Prefect tasks or the plain functions above."""
 
     plan: Callable[..., Plan] = plan_step
     generate: Callable[..., list[Candidate]] = generate_step
+    screen: Callable[..., Any] = screen_step
     test: Callable[..., TestReport] = test_step
     critique: Callable[..., Critique] = critique_step
     refine: Callable[..., tuple[Verdict, str]] = decide
@@ -877,26 +893,44 @@ def _tier_rounds(
             return give_up(
                 f"{tier.name}: {why}", exhausted=budget_left(budget, state.spend) is None
             )
-        for candidate in round_:
-            _check_stop(state.instance)
-            state.last = None
-            outcome = _try(ctx, steps, state, plan, pristine, tier, generator, candidate, feedback)
-            if signals is not None and state.last is not None:
-                signals.observe(state.last)
-            if outcome is not None:
-                return outcome
-            if early := early_signal():
-                return None if early == "escalate" else early
-            if state.moved:  # kept: the next round starts from it (its other ones are stale)
-                state.moved = False
-                break
-            verdict, why = steps.refine(budget, state.spend, tier_exhausted=False, last_tier=last)
-            if verdict == Verdict.give_up:
-                return give_up(why, exhausted=False)
-            if spent := _campaign_spent(ctx):  # other instances spend it too
-                return give_up(spent, exhausted=False)
-            if tier_budget_left(tier.budget, state.spend, start):
-                break  # the round's other candidates wait: escalate (or, last, give up)
+
+        def screen_round(
+            round_: list[Candidate], plan: Plan, pristine: Path
+        ) -> Outcome | Literal["escalate"] | None:
+            """The round's candidates in turn: an Outcome or "escalate" ends the tier, None
+            goes on to the next round. A retry after an infrastructure fault runs this again:
+            the candidates already judged are skipped (``_try`` forgets a faulted one)."""
+            for candidate in round_:
+                if candidate.candidate_id in state.tried:
+                    continue
+                _check_stop(state.instance)
+                state.last = None
+                outcome = _try(
+                    ctx, steps, state, plan, pristine, tier, generator, candidate, feedback
+                )
+                if signals is not None and state.last is not None:
+                    signals.observe(state.last)
+                if outcome is not None:
+                    return outcome
+                if early := early_signal():
+                    return early
+                if state.moved:  # kept: the next round starts from it (the rest are stale)
+                    state.moved = False
+                    return None
+                verdict, why = decide(budget, state.spend, tier_exhausted=False, last_tier=last)
+                if verdict == Verdict.give_up:
+                    return give_up(why, exhausted=False)
+                if spent := _campaign_spent(ctx):  # other instances spend it too
+                    return give_up(spent, exhausted=False)
+                if tier_budget_left(tier.budget, state.spend, start):
+                    return None  # the round's other candidates wait: escalate (or give up)
+            return None
+
+        ended = steps.screen(functools.partial(screen_round, round_, plan, pristine))
+        if isinstance(ended, Interrupted):
+            raise ended
+        if ended is not None:
+            return None if ended == "escalate" else ended
         if signals is not None:
             signals.end_round(generator.repeats)
             if early := early_signal():
@@ -946,6 +980,8 @@ def _try(
         status = AttemptStatus.infra_error if isinstance(exc, InfraError) else AttemptStatus.error
         _record(ctx, state, tier, candidate, report, crit, f"{type(exc).__name__}: {exc}",
                 started, t0, status=status)  # fmt: skip
+        if isinstance(exc, InfraError):  # not judged: the screen step's retry tests it again
+            state.tried.discard(candidate.candidate_id)
         raise
     accepted = crit.verdict == Verdict.accept
     _record(ctx, state, tier, candidate, report, crit, None, started, t0,

@@ -63,8 +63,7 @@ def _pure_task(name: str, fn: Callable[P, R]) -> Task[P, R]:
 
 plan = _infra_task("plan", repair.plan_step)
 generate = _infra_task("generate", repair.generate_step)
-sandbox_test = _infra_task("sandbox-test", repair.test_step)
-critique = _pure_task("critique", repair.critique_step)
+screen = _infra_task("screen", repair.screen_step)
 refine = _pure_task("refine", decide)
 verify = _infra_task("verify", repair.verify_step)
 
@@ -87,8 +86,7 @@ def quoted(step: Task[P, R]) -> Callable[P, R]:
 PREFECT_STEPS = repair.Steps(
     plan=quoted(plan),
     generate=quoted(generate),
-    test=quoted(sandbox_test),
-    critique=quoted(critique),
+    screen=quoted(screen),
     refine=quoted(refine),
     verify=quoted(verify),
 )

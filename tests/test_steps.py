@@ -43,7 +43,7 @@ class FlakySandbox:
         return self.real.run(workspace, argv, config, env, pass_fds=pass_fds)
 
 
-def _ctx(home: Path, tmp_path: Path, sandbox: FlakySandbox) -> object:
+def _ctx(home: Path, tmp_path: Path, sandbox: FlakySandbox, **campaign: object) -> object:
     from helpers import make_stats_project, write_campaign
 
     from patchsmith.config import load_campaign
@@ -51,9 +51,9 @@ def _ctx(home: Path, tmp_path: Path, sandbox: FlakySandbox) -> object:
     from patchsmith.tasks.repair import RepairContext
 
     make_stats_project(tmp_path)
-    campaign = load_campaign(write_campaign(tmp_path))
+    parsed = load_campaign(write_campaign(tmp_path, **campaign))
     return RepairContext(
-        campaign=campaign, sandbox=sandbox, workspaces=WorkspaceManager(home / "workspaces")
+        campaign=parsed, sandbox=sandbox, workspaces=WorkspaceManager(home / "workspaces")
     )
 
 
@@ -115,3 +115,43 @@ def test_no_retry_once_a_stop_was_requested() -> None:
     finally:
         running.reset()
     assert retry_on_infra(None, None, Failed(data=SandboxStartError("x")))  # type: ignore[arg-type]
+
+
+def test_a_fault_while_screening_retries_the_round_and_tests_the_candidate_again(
+    prefect_harness: None, home: Path, tmp_path: Path
+) -> None:
+    """A round's candidates are screened in one Prefect task run: a sandbox that fails to
+    start under a candidate is recorded as an infra_error attempt, the task is retried, and
+    the retry tests that same candidate again (it was never judged) and skips none."""
+    import dataclasses
+
+    from patchsmith.domain import Attempt, AttemptStatus, OutcomeStatus
+    from patchsmith.tasks.repair import RepairContext, repair
+    from patchsmith.tasks.steps import PREFECT_STEPS
+
+    sandbox = FlakySandbox(failures=0)
+    ctx = _ctx(home, tmp_path, sandbox, screening="cold")
+    assert isinstance(ctx, RepairContext)
+    attempts: list[Attempt] = []
+    ctx = dataclasses.replace(ctx, on_attempt=attempts.append)
+    instance = ctx.campaign.instances[0]
+
+    def plan_then_arm(*args: object, **kwargs: object) -> object:
+        planned = PREFECT_STEPS.plan(*args, **kwargs)
+        sandbox.failures = sandbox.calls + 1  # the first candidate's sandbox fails to start
+        return planned
+
+    steps = dataclasses.replace(PREFECT_STEPS, plan=plan_then_arm)
+
+    @flow
+    def one_instance() -> object:
+        return repair(instance, ctx, steps)
+
+    outcome = one_instance()
+    assert outcome.status == OutcomeStatus.resolved, outcome.reasons
+    first, second = attempts[0], attempts[1]
+    assert first.status == AttemptStatus.infra_error
+    assert "Permission denied" in (first.error or "")
+    assert first.candidate is not None and second.candidate is not None
+    assert second.candidate.candidate_id == first.candidate.candidate_id
+    assert second.status != AttemptStatus.infra_error
