@@ -36,7 +36,7 @@ from patchsmith.domain import (
     patch_lines,
 )
 from patchsmith.errors import EditError, InfraError, Interrupted
-from patchsmith.infra.envs import EnvError, Environments, ResolvedEnv, preflight
+from patchsmith.infra.envs import EnvError, Environments, ResolvedEnv
 from patchsmith.infra.sandbox import Sandbox, running
 from patchsmith.infra.settings import home as data_home
 from patchsmith.infra.store import Store
@@ -728,9 +728,9 @@ def check_environment(ctx: RepairContext, instance: Instance, pristine: Path) ->
         "pytest",
         "py.test",
     )
+    assert ctx.envs is not None
     with ctx.workspaces.attempt(pristine) as ws:
-        return preflight(
-            ctx.sandbox,
+        return ctx.envs.preflight(
             ws,
             argv,
             resolved.config,
@@ -895,19 +895,20 @@ def _tier_rounds(
             )
 
         def screen_round(
-            round_: list[Candidate], plan: Plan, pristine: Path
+            round_: list[Candidate], plan: Plan, pristine: Path, judged: set[int]
         ) -> Outcome | Literal["escalate"] | None:
             """The round's candidates in turn: an Outcome or "escalate" ends the tier, None
             goes on to the next round. A retry after an infrastructure fault runs this again:
-            the candidates already judged are skipped (``_try`` forgets a faulted one)."""
-            for candidate in round_:
-                if candidate.candidate_id in state.tried:
+            the candidates it already judged are skipped, not the faulted one."""
+            for position, candidate in enumerate(round_):
+                if position in judged:
                     continue
                 _check_stop(state.instance)
                 state.last = None
                 outcome = _try(
                     ctx, steps, state, plan, pristine, tier, generator, candidate, feedback
                 )
+                judged.add(position)  # not reached when the test raised
                 if signals is not None and state.last is not None:
                     signals.observe(state.last)
                 if outcome is not None:
@@ -926,7 +927,7 @@ def _tier_rounds(
                     return None  # the round's other candidates wait: escalate (or give up)
             return None
 
-        ended = steps.screen(functools.partial(screen_round, round_, plan, pristine))
+        ended = steps.screen(functools.partial(screen_round, round_, plan, pristine, set()))
         if isinstance(ended, Interrupted):
             raise ended
         if ended is not None:
@@ -980,8 +981,6 @@ def _try(
         status = AttemptStatus.infra_error if isinstance(exc, InfraError) else AttemptStatus.error
         _record(ctx, state, tier, candidate, report, crit, f"{type(exc).__name__}: {exc}",
                 started, t0, status=status)  # fmt: skip
-        if isinstance(exc, InfraError):  # not judged: the screen step's retry tests it again
-            state.tried.discard(candidate.candidate_id)
         raise
     accepted = crit.verdict == Verdict.accept
     _record(ctx, state, tier, candidate, report, crit, None, started, t0,
