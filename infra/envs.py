@@ -15,12 +15,13 @@ read-only, its ``bin/`` first on PATH, variables). Three kinds:
   attempt and every later campaign, rebuilt when the key changes.
 
 The cache key is in :mod:`patchsmith.infra.envs_key`; existing interpreters are found by
-:mod:`patchsmith.infra.envs_python`. :func:`preflight` checks, inside the sandbox, that a
+:mod:`patchsmith.infra.envs_python`. :func:`check_start` checks, inside the sandbox, that a
 test command can start at all (a host path that is not mounted there exits 127).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -31,8 +32,9 @@ from patchsmith.domain import Environment, SandboxConfig
 from patchsmith.infra.envs_build import ensure_built
 from patchsmith.infra.envs_python import PYTHON_NAME, Interpreter, locate_python, own_interpreter
 from patchsmith.infra.envs_types import EnvError, ResolvedEnv, merge_config
+from patchsmith.infra.sandbox.limits import sandbox_path
 
-__all__ = ["EnvError", "Environments", "Interpreter", "ResolvedEnv", "locate_python", "preflight"]
+__all__ = ["EnvError", "Environments", "Interpreter", "ResolvedEnv", "check_start", "locate_python"]
 
 
 def python_config(base: SandboxConfig, interp: Interpreter) -> SandboxConfig:
@@ -58,6 +60,7 @@ class Environments:
         self.sandbox = sandbox
         self.workspaces = workspaces
         self._memo: dict[tuple[str, str, str], ResolvedEnv] = {}
+        self._started: set[str] = set()  # preflights that passed, by start_key
         self._guard = threading.Lock()
 
     def resolve(
@@ -82,6 +85,36 @@ class Environments:
         with self._guard:
             self._memo[memo_key] = resolved
         return resolved
+
+    def preflight(
+        self,
+        workspace: Path,
+        argv: Sequence[str],
+        config: SandboxConfig,
+        env: Mapping[str, str],
+        *,
+        label: str,
+        pytest_module: bool = False,
+    ) -> str | None:
+        """:func:`check_start`, checked once per process for a command that does not depend
+        on the repository: the same program name on the same PATH of absolute directories,
+        under the same sandbox settings, found outside the workspace. Each check costs two
+        sandbox starts (about 0.1 s), once per instance before; a campaign's instances
+        usually share one interpreter."""
+        key = start_key(argv[0], config, env, pytest_module)
+        with self._guard:
+            if key is not None and key in self._started:
+                return None
+        problem, where = check_start(
+            self.sandbox, workspace, argv, config, env, label=label, pytest_module=pytest_module
+        )
+        inside = not os.path.isabs(where) or Path(where).resolve().is_relative_to(
+            Path(workspace).resolve()
+        )
+        if problem is None and key is not None and not inside:
+            with self._guard:
+                self._started.add(key)
+        return problem
 
     def _resolve(
         self, env: Environment, base: SandboxConfig, *, repo: str, pristine: Path, label: str
@@ -125,7 +158,20 @@ def _fix(label: str, program: str) -> str:
     )
 
 
-def preflight(
+def start_key(
+    program: str, config: SandboxConfig, env: Mapping[str, str], pytest_module: bool
+) -> str | None:
+    """What a preflight's verdict depends on, when not on the repository: None for a path
+    (``./run.sh``, ``bin/test``) or a PATH with a relative entry (looked up in the
+    workspace, which is the working directory)."""
+    path = env.get("PATH") or config.env.get("PATH") or sandbox_path(config.path_prepend)
+    if "/" in program or not all(os.path.isabs(d) for d in path.split(os.pathsep)):
+        return None
+    settings = config.model_dump(mode="json")
+    return json.dumps([program, pytest_module, path, settings, dict(env)], sort_keys=True)
+
+
+def check_start(
     sandbox: Any,
     workspace: Path,
     argv: Sequence[str],
@@ -134,8 +180,9 @@ def preflight(
     *,
     label: str,
     pytest_module: bool = False,
-) -> str | None:
-    """Can the test command start inside the sandbox? None if so, else why not and the fix.
+) -> tuple[str | None, str]:
+    """Can the test command start inside the sandbox? (None if so, else why not and the
+    fix; where ``argv[0]`` was found.)
 
     Resolves ``argv[0]`` on the sandbox's PATH, inside the sandbox (a host path that is not
     mounted there gives 127); a Python interpreter is also started once (its base
@@ -151,23 +198,24 @@ def preflight(
             why = f"{program} {seen} in the sandbox"
         else:
             why = f"{program!r} is not on the sandbox PATH"
-        return (
+        why = (
             f"{label}: the test command cannot start in the sandbox "
             f"(exit {found.exit_code}): {why}. " + _fix(label, program)
         )
+        return why, where
     if not PYTHON_NAME.fullmatch(os.path.basename(where)):
-        return None
+        return None, where
     code = "import pytest" if pytest_module else "pass"
     ran = sandbox.run(workspace, [where, "-c", code], config, env)
     if ran.exit_code == 0:
-        return None
+        return None, where
     tail = (ran.stderr_tail or ran.stdout_tail).strip().splitlines()[-3:]
     if pytest_module and "No module named" in "\n".join(tail) and ran.exit_code == 1:
         return (
             f"{label}: {where} cannot import pytest in the sandbox: add pytest to "
             "environment.install (or the repository's requirements)"
-        )
+        ), where
     return (
         f"{label}: the test command's interpreter {where} cannot run in the sandbox "
         f"(exit {ran.exit_code}: {' | '.join(tail)}). " + _fix(label, program)
-    )
+    ), where

@@ -39,6 +39,7 @@ from patchsmith.infra.envs_build import WORKSPACE_PTH
 from patchsmith.infra.envs_store import harden
 from patchsmith.infra.envs_types import MARKER
 from patchsmith.infra.sandbox.bwrap import BwrapSandbox
+from patchsmith.infra.sandbox.limits import sandbox_path
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.campaign import close_session, open_session, run_instance, work_key
 from patchsmith.tasks.repair import DIRECT, pristine_tree
@@ -537,3 +538,63 @@ def test_example_env_campaign_loads() -> None:
     env = campaign.environment_for(campaign.instances[0])
     assert env.install == ["-r", "requirements.txt"]
     assert env.find_links == [str(EXAMPLES / "wheels")]
+
+
+# ------------------------------------------------------------------ preflight
+
+
+class CountingSandbox(BwrapSandbox):
+    """The real bwrap sandbox, counting its runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    def run(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        self.runs += 1
+        return super().run(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_shared_interpreter_is_preflighted_once_a_repository_script_every_time(
+    home: Path, tmp_path: Path
+) -> None:
+    """Two sandbox starts per instance were spent asking whether ``python`` starts; the
+    answer holds for every instance with the same PATH and sandbox settings. A program the
+    repository provides (a path, or a relative PATH entry) and a failed check are asked
+    again: the next repository may differ."""
+    sandbox = CountingSandbox()
+    envs = Environments(home / "envs", sandbox, WorkspaceManager(home / "workspaces"))
+    config = envs.resolve(Environment(), CONFIG, repo="r", pristine=tmp_path, label="t").config
+
+    def check(
+        name: str, argv: list[str], env: dict[str, str] | None = None, own: bool = False
+    ) -> str | None:
+        repo = make_stats_project(tmp_path / name)
+        (repo / "run.sh").write_text("#!/bin/sh\nexit 0\n")
+        (repo / "run.sh").chmod(0o755)
+        (repo / "bin").mkdir()
+        if own:  # the repository's own python, found through a relative PATH entry
+            (repo / "bin" / "python").write_text("#!/bin/sh\nexit 0\n")
+            (repo / "bin" / "python").chmod(0o755)
+        pristine = pristine_tree(envs.workspaces, Instance(instance_id=name, repo=str(repo)))
+        with envs.workspaces.attempt(pristine) as ws:
+            return envs.preflight(ws, argv, config, env or {}, label=f"t/{name}")
+
+    assert check("a", ["python", "test.py"]) is None
+    first = sandbox.runs
+    assert first == 2, "found on PATH, then the interpreter started once"
+    assert check("b", ["python", "-m", "unittest"]) is None
+    assert sandbox.runs == first, "the same interpreter, settings and PATH: not asked again"
+    for name, argv in (("c", ["./run.sh"]), ("d", ["./run.sh"])):
+        before = sandbox.runs
+        assert check(name, argv) is None
+        assert sandbox.runs > before, f"{name}: a repository script is checked every time"
+    relative = {"PATH": "bin:" + sandbox_path(config.path_prepend)}
+    for name, own in (("e", False), ("e2", True)):  # e finds patchsmith's python, e2 its own
+        before = sandbox.runs
+        assert check(name, ["python"], relative, own) is None
+        assert sandbox.runs > before, f"{name}: a relative PATH entry is looked up in the repo"
+    for name in ("f", "g"):
+        before = sandbox.runs
+        assert check(name, ["nosuchtool"]) is not None
+        assert sandbox.runs > before, "a failed check is not remembered"
