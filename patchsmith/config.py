@@ -63,7 +63,11 @@ class SearchTier(Strict):
     max_order: int = Field(
         default=2, ge=1, le=2, description="Combine up to this many mutations per candidate."
     )
-    batch: int = Field(default=8, gt=0, description="Candidates proposed per round.")
+    batch: int = Field(
+        default=32,
+        gt=0,
+        description="Candidates proposed (and screened in one step) per round.",
+    )
     top_lines: int = Field(
         default=12, gt=0, description="Suspicious lines in the first stage (then it widens)."
     )
