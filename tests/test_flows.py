@@ -100,7 +100,8 @@ def test_sigkill_mid_campaign_then_resume_loses_and_repeats_nothing(tmp_path: Pa
     make_stats_project(tmp_path)
     path = write_campaign(tmp_path, name="resume", concurrency=1)
     data = yaml.safe_load(path.read_text())
-    data["budget"]["max_attempts"] = 10
+    # Room enough that the kill lands mid-instance: a warm attempt takes tens of ms.
+    data["budget"]["max_attempts"] = 60
     path.write_text(yaml.safe_dump(data))
     home = tmp_path / "home"
     env = {**os.environ, "PATCHSMITH_HOME": str(home), "CI": "true"}
@@ -129,7 +130,7 @@ def test_sigkill_mid_campaign_then_resume_loses_and_repeats_nothing(tmp_path: Pa
             outcomes, attempts = _store_counts(db)
             if (outcomes >= 1 and attempts >= outcomes + 3) or proc.poll() is not None:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
