@@ -326,7 +326,7 @@ def verify_step(
 
 def screen_step(run: Callable[[], R]) -> R | Interrupted:
     """Screen one round: ``run`` tests, judges and records each candidate in turn (the
-    test and critique steps, called directly). One step per round, not two per candidate:
+    test and critique steps, called directly). One step per round, not three per candidate:
     a Prefect task run costs more than a warm test run (on the 71-program script corpus
     of ``bench/search_floor.py``, instances took 90.9 s with three task runs per
     candidate and 39.8 s with none). A stop comes back as a value, not raised: Prefect
@@ -850,6 +850,37 @@ def _tier_rounds(
         state.reasons.append(f"{tier.name}: {why}" + (f": {scope}" if scope else ""))
         return why
 
+    def screen_round(
+        round_: list[Candidate], plan: Plan, pristine: Path, judged: set[int]
+    ) -> Outcome | Literal["escalate"] | None:
+        """The round's candidates in turn: an Outcome or "escalate" ends the tier, None
+        goes on to the next round. A retry after an infrastructure fault runs this again:
+        the candidates it already judged are skipped, not the faulted one."""
+        for position, candidate in enumerate(round_):
+            if position in judged:
+                continue
+            _check_stop(state.instance)
+            state.last = None
+            outcome = _try(ctx, steps, state, plan, pristine, tier, generator, candidate, feedback)
+            judged.add(position)  # not reached when the test raised
+            if signals is not None and state.last is not None:
+                signals.observe(state.last)
+            if outcome is not None:
+                return outcome
+            if early := early_signal():
+                return early
+            if state.moved:  # kept: the next round starts from it (the rest are stale)
+                state.moved = False
+                return None
+            verdict, why = decide(budget, state.spend, tier_exhausted=False, last_tier=last)
+            if verdict == Verdict.give_up:
+                return give_up(why, exhausted=False)
+            if spent := _campaign_spent(ctx):  # other instances spend it too
+                return give_up(spent, exhausted=False)
+            if tier_budget_left(tier.budget, state.spend, start):
+                return None  # the round's other candidates wait: escalate (or give up)
+        return None
+
     while True:
         _check_stop(state.instance)
         plan, pristine = state.current(plan, pristine)
@@ -897,39 +928,6 @@ def _tier_rounds(
             return give_up(
                 f"{tier.name}: {why}", exhausted=budget_left(budget, state.spend) is None
             )
-
-        def screen_round(
-            round_: list[Candidate], plan: Plan, pristine: Path, judged: set[int]
-        ) -> Outcome | Literal["escalate"] | None:
-            """The round's candidates in turn: an Outcome or "escalate" ends the tier, None
-            goes on to the next round. A retry after an infrastructure fault runs this again:
-            the candidates it already judged are skipped, not the faulted one."""
-            for position, candidate in enumerate(round_):
-                if position in judged:
-                    continue
-                _check_stop(state.instance)
-                state.last = None
-                outcome = _try(
-                    ctx, steps, state, plan, pristine, tier, generator, candidate, feedback
-                )
-                judged.add(position)  # not reached when the test raised
-                if signals is not None and state.last is not None:
-                    signals.observe(state.last)
-                if outcome is not None:
-                    return outcome
-                if early := early_signal():
-                    return early
-                if state.moved:  # kept: the next round starts from it (the rest are stale)
-                    state.moved = False
-                    return None
-                verdict, why = decide(budget, state.spend, tier_exhausted=False, last_tier=last)
-                if verdict == Verdict.give_up:
-                    return give_up(why, exhausted=False)
-                if spent := _campaign_spent(ctx):  # other instances spend it too
-                    return give_up(spent, exhausted=False)
-                if tier_budget_left(tier.budget, state.spend, start):
-                    return None  # the round's other candidates wait: escalate (or give up)
-            return None
 
         ended = steps.screen(functools.partial(screen_round, round_, plan, pristine, set()))
         if isinstance(ended, Interrupted):
