@@ -268,6 +268,15 @@ def pytest_equivalent(test_cmd: str, workspace: Path) -> str | None:
     return " ".join([*assigns, shlex.join([*words, *names])])
 
 
+def unittest_argv(test_cmd: str) -> list[str] | None:
+    """``[python, ARGS...]`` of a ``[VAR=value ...] python -m unittest [ARGS...]`` command
+    (no shell), else None."""
+    _, argv = split_command(test_cmd)
+    if len(argv) < 3 or argv[1:3] != ["-m", "unittest"] or _SHELL_OPS.intersection(argv):
+        return None
+    return [argv[0], *argv[3:]] if _PYTHON.fullmatch(os.path.basename(argv[0])) else None
+
+
 def _strip_positionals(args: list[str]) -> list[str]:
     kept: list[str] = []
     for i, word in enumerate(args):

@@ -18,7 +18,11 @@ A ``python FILE [ARGS...]`` command gets the same from ``pytest_plugin/
 patchsmith_warm_script.py``: a sandboxed Python that forks per candidate and runs FILE as
 ``__main__`` in the child, with the candidate's modules served to its imports from memory;
 the whole command is its one test (limit: the candidate's per-test limit, not tightened by
-the unchanged run, which stops at the script's first failed check).
+the unchanged run, which stops at the script's first failed check). A ``python -m unittest
+ARGS`` command, whose cold runs go through pytest, is screened by ``pytest_plugin/
+patchsmith_warm_unittest.py`` instead: unittest loads the tests once, a child per candidate
+runs them through unittest's own loop and reports each under its pytest node id (no pytest
+per-test machinery in the child: a unittest candidate costs about what a script one does).
 
 Screening only. What the warm path cannot handle, :meth:`WarmRunner.why_cold` names (a
 changed test file or conftest, a new or deleted file, a non-Python file, a target the
@@ -64,11 +68,14 @@ from patchsmith.tasks.testing.run import (
     pytest_argv,
     script_argv,
     split_command,
+    unittest_argv,
 )
 
 WARM_PLUGIN = "patchsmith_warm"
 SCRIPT_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_script.py")
 """The warm runner of ``python FILE`` commands (in the plugin directory, bound read-only)."""
+UNITTEST_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_unittest.py")
+"""The warm runner of ``python -m unittest ...`` commands (beside it)."""
 FD_ENV, SWEEP_ENV, KEY_ENV = "PATCHSMITH_WARM_FD", "PATCHSMITH_WARM_SWEEP", "PATCHSMITH_WARM_KEY"
 LINE_LIMIT = 16 * 1024 * 1024
 """Longest line accepted from the session (a result with every outcome and its log)."""
@@ -160,6 +167,8 @@ class WarmRunner:
         self.test_cmd = effective_command(test_cmd, pristine)
         self.script = None if is_pytest(self.test_cmd) else script_argv(self.test_cmd)
         """``[python, FILE, ARGS...]`` of a script command (served by SCRIPT_SERVER)."""
+        self.unittest = unittest_argv(test_cmd) if self.test_cmd != test_cmd else None
+        """``[python, ARGS...]`` of a unittest command pytest can run (UNITTEST_SERVER)."""
         self.config = config
         self.lifetime_s = lifetime_s
         self.targets, self.guards = list(targets), list(guards)
@@ -182,7 +191,7 @@ class WarmRunner:
     # ------------------------------------------------------------------ decisions
 
     def _unsupported(self) -> str | None:
-        if self.script is not None:
+        if self.script is not None or self.unittest is not None:
             return None
         if not is_pytest(self.test_cmd):
             return "the test command is neither pytest nor `python FILE.py`"
@@ -245,6 +254,9 @@ class WarmRunner:
             python, *rest = self.script
             argv = [python, SCRIPT_SERVER, *rest]
             env[KEY_ENV] = self.test_cmd  # the outcome's key, as the cold path names it
+        elif self.unittest is not None:
+            python, *rest = self.unittest
+            argv = [python, UNITTEST_SERVER, *rest]
         else:
             argv = [*pytest_argv(self.test_cmd, report_dir=str(out)), "-p", WARM_PLUGIN]
             env.update(guard_env(self.config, env, report_dir=str(out)))

@@ -1,9 +1,11 @@
-"""The fork server both warm runners share: one child per candidate, answers over a socket.
+"""The fork server the warm runners share: one child per candidate, answers over a socket.
 
-``patchsmith_warm`` (a pytest session) and ``patchsmith_warm_script`` (a ``python FILE``
-command) serve the same protocol to patchsmith (see ``patchsmith_warm``'s docstring) and
-differ only in what a child runs. Here: a candidate's files served to imports from memory,
-the fork with its deadlines, the events a child reports, and the serving loop.
+``patchsmith_warm`` (a pytest session), ``patchsmith_warm_script`` (a ``python FILE``
+command) and ``patchsmith_warm_unittest`` (``python -m unittest``) serve the same protocol
+to patchsmith (see ``patchsmith_warm``'s docstring) and differ only in what a child runs.
+Here: a candidate's files applied in memory (modules already imported re-executed, the
+rest served to imports), the fork with its deadlines, the events a child reports, and the
+serving loop.
 
 Standard library only, Python >= 3.8: this runs under the repository's Python, inside the
 sandbox, possibly without pytest.
@@ -20,6 +22,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -65,6 +68,68 @@ class Overrides(importlib.abc.MetaPathFinder):
             fullname, spec.origin, loader=Source(spec.origin, text),
             submodule_search_locations=spec.submodule_search_locations,
         )  # fmt: skip
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _module_file(module: object) -> str | None:
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return None
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return None
+
+
+def repo_modules(root: str) -> list[tuple[object, str]]:
+    """(module, real path) of every imported module whose file is under ``root``."""
+    found: list[tuple[object, str]] = []
+    for module in list(sys.modules.values()):
+        path = _module_file(module)
+        if path and _under(path, root):
+            found.append((module, path))
+    return found
+
+
+def apply_files(files: dict[str, str], root: str, repo: list[tuple[object, str]]) -> None:
+    """The candidate's files, in this (forked) process only: a module already imported is
+    re-executed from its new source in its own namespace, and names other repository
+    modules bound to its old objects (``from m import f``) are rebound to the new ones; a
+    module not imported yet is served from the new source when it is. ``repo`` is the
+    session's repository modules, found once (resolving every path costs milliseconds)."""
+    loaded: dict[str, list[object]] = {}
+    for module, path in repo:
+        loaded.setdefault(path, []).append(module)
+    pending: dict[str, str] = {}
+    swap: dict[int, tuple[object, object]] = {}
+    for rel, text in files.items():
+        path = os.path.realpath(os.path.join(root, rel))
+        code = compile(text, path, "exec", dont_inherit=True)
+        modules = loaded.get(path)
+        if not modules:
+            pending[path] = text
+            continue
+        for module in modules:
+            namespace = module.__dict__
+            old = dict(namespace)
+            exec(code, namespace)
+            for key, before in old.items():
+                after = namespace.get(key, before)
+                if after is not before and not key.startswith("__"):
+                    swap[id(before)] = (before, after)
+    if pending:
+        sys.meta_path.insert(0, Overrides(pending))
+    if not swap:
+        return
+    for module, _ in repo:
+        namespace = module.__dict__
+        for key, value in list(namespace.items()):
+            hit = swap.get(id(value))
+            if hit is not None and hit[0] is value:
+                namespace[key] = hit[1]
 
 
 class Events:

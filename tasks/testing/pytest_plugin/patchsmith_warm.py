@@ -37,7 +37,16 @@ import time
 import traceback
 
 import pytest
-from patchsmith_fork import FD_ENV, LOG_LIMIT, Events, Overrides, ancestors, evaluate, serve
+from patchsmith_fork import (
+    FD_ENV,
+    LOG_LIMIT,
+    Events,
+    ancestors,
+    apply_files,
+    evaluate,
+    repo_modules,
+    serve,
+)
 
 MARKER = "patchsmith-guard: test timed out"  # as in patchsmith_guard
 
@@ -54,65 +63,6 @@ def _outcome(report: object) -> str | None:
     if MARKER in text:
         return "timeout"
     return "failed" if when == "call" else "error"
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
-
-
-def _module_file(module: object) -> str | None:
-    path = getattr(module, "__file__", None)
-    if not isinstance(path, str) or not path.endswith(".py"):
-        return None
-    try:
-        return os.path.realpath(path)
-    except (OSError, ValueError):
-        return None
-
-
-def _repo_modules(root: str) -> list[tuple[object, str]]:
-    """(module, real path) of every imported module whose file is under ``root``."""
-    found: list[tuple[object, str]] = []
-    for module in list(sys.modules.values()):
-        path = _module_file(module)
-        if path and _under(path, root):
-            found.append((module, path))
-    return found
-
-
-def apply_files(files: dict[str, str], root: str, repo: list[tuple[object, str]]) -> None:
-    """The candidate's files, in this process only (see the module docstring). ``repo`` is
-    the session's repository modules, found once (resolving every path costs milliseconds)."""
-    loaded: dict[str, list[object]] = {}
-    for module, path in repo:
-        loaded.setdefault(path, []).append(module)
-    pending: dict[str, str] = {}
-    swap: dict[int, tuple[object, object]] = {}
-    for rel, text in files.items():
-        path = os.path.realpath(os.path.join(root, rel))
-        code = compile(text, path, "exec", dont_inherit=True)
-        modules = loaded.get(path)
-        if not modules:
-            pending[path] = text
-            continue
-        for module in modules:
-            namespace = module.__dict__
-            old = dict(namespace)
-            exec(code, namespace)
-            for key, before in old.items():
-                after = namespace.get(key, before)
-                if after is not before and not key.startswith("__"):
-                    swap[id(before)] = (before, after)
-    if pending:
-        sys.meta_path.insert(0, Overrides(pending))
-    if not swap:
-        return
-    for module, _ in repo:
-        namespace = module.__dict__
-        for key, value in list(namespace.items()):
-            hit = swap.get(id(value))
-            if hit is not None and hit[0] is value:
-                namespace[key] = hit[1]
 
 
 class _Reports:
@@ -180,7 +130,7 @@ def _prime(root: str) -> None:
 
     inspect.getmodule(sys._getframe())
     list(tokenize.generate_tokens(io.StringIO("x = (1,\n     2)\n").readline))
-    for module, _ in _repo_modules(root):
+    for module, _ in repo_modules(root):
         linecache.getlines(getattr(module, "__file__", "") or "")
     try:
         raise AssertionError("patchsmith: priming the report machinery")
@@ -192,7 +142,7 @@ def _serve(session: pytest.Session, fd: int) -> None:
     config = session.config
     where = getattr(config, "rootpath", None) or getattr(config, "rootdir", "")  # pytest < 6.1
     root = os.path.realpath(str(where))
-    repo = _repo_modules(root)
+    repo = repo_modules(root)
     modules = {os.path.relpath(path, root): str(getattr(module, "__name__", ""))
                for module, path in repo}  # fmt: skip
     test_files = sorted({os.path.relpath(os.path.realpath(str(item.fspath)), root)

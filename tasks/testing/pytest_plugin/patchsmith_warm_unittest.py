@@ -1,0 +1,210 @@
+"""patchsmith's warm runner for ``python -m unittest [ARGS...]`` commands: a fork per candidate.
+
+Started, inside the sandbox and under the repository's Python, as ``python <this file>
+[ARGS...]`` in place of ``python -m unittest [ARGS...]``, with ``PATCHSMITH_WARM_FD`` naming
+a socket to patchsmith. It loads the tests once, as ``python -m unittest ARGS`` would
+(unittest's own ``TestProgram`` parses ARGS: names, ``discover``, ``-k``), and names each
+by the pytest node id the cold path reports it under (``test_m.py::Case::test_x``: a
+unittest command's baseline runs under pytest for per-test outcomes). Each request forks;
+the child applies the candidate's files (``patchsmith_fork.apply_files``), then runs the
+targets first, in order, stopping at the first that does not pass, then every other test,
+through one ``TestSuite`` (class and module fixtures run as unittest runs them) and a
+``TestResult`` that reports each test as it ends.
+
+This is what makes a unittest command as cheap to screen as a ``python FILE`` one: no
+pytest in the child, no per-test hook machinery, just unittest's own loop.
+
+Outcomes as pytest reports unittest cases: a failure, an error in the test or its
+``setUp``, an unexpected success or a failed subtest is ``failed``; a class or module
+fixture that raised makes its tests ``error``; a skip or an expected failure is
+``skipped``. Per-test limit: the request's ``test_timeout_s`` exactly, enforced by the
+parent (nothing inside the child interrupts a test). The tests' own output is discarded;
+a failing test's log is its traceback.
+
+Protocol: ``patchsmith_warm``'s. Standard library only, Python >= 3.8.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+import unittest
+from typing import Any
+
+from patchsmith_fork import (
+    FD_ENV,
+    LOG_LIMIT,
+    SWEEP_ENV,
+    Events,
+    ancestors,
+    apply_files,
+    evaluate,
+    repo_modules,
+    serve,
+)
+
+_BAD = ("failed", "error", "timeout")
+
+
+class _Load(unittest.TestProgram):
+    """``python -m unittest ARGS``'s argument parsing and loading, without the run."""
+
+    def runTests(self) -> None:
+        return None
+
+
+def _leaves(suite: Any) -> list[unittest.TestCase]:
+    found: list[unittest.TestCase] = []
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            found.extend(_leaves(test))
+        else:
+            found.append(test)
+    return found
+
+
+def node_id(test: unittest.TestCase, root: str) -> str | None:
+    """pytest's node id of a unittest case (``path.py::Class::method``), or None for one that
+    is not a plain test method of a class defined in a file under ``root``."""
+    method = getattr(test, "_testMethodName", None)
+    cls = type(test)
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if not method or not isinstance(path, str) or "." in cls.__qualname__:
+        return None
+    path = os.path.realpath(path)
+    if not path.startswith(root + os.sep) or not path.endswith(".py"):
+        return None
+    return "::".join([os.path.relpath(path, root), cls.__qualname__, method])
+
+
+def _text(err: Any) -> str:
+    """A test's exception as unittest prints it, without unittest's own frames."""
+    kind, value, tb = err
+    while tb is not None and "__unittest" in tb.tb_frame.f_globals:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(kind, value, tb))
+
+
+class _Result(unittest.TestResult):
+    """Each test's outcome as it ends, sent as patchsmith_fork events."""
+
+    def __init__(self, events: Events, ids: dict[int, str], targets: set) -> None:
+        super().__init__()
+        self.events, self.ids, self.targets = events, ids, targets
+        self.outcomes: dict[str, str] = {}
+        self.current: str | None = None
+        self.log = ""
+        self.t0 = 0.0
+        self.fixture_error = ""
+
+    def _set(self, test: Any, outcome: str, err: Any = None, log: str = "") -> None:
+        nodeid = self.ids.get(id(test))
+        if nodeid is None or nodeid != self.current:  # a class/module fixture (_ErrorHolder)
+            if err is not None:
+                self.fixture_error = _text(err)[-LOG_LIMIT:]
+            return
+        if self.outcomes.get(nodeid, "passed") in _BAD:
+            return  # the first failure of a test is its outcome (as pytest keeps it)
+        self.outcomes[nodeid] = outcome
+        if err is not None:
+            log = _text(err)
+        self.log = log[-LOG_LIMIT:]
+
+    def startTest(self, test: Any) -> None:
+        super().startTest(test)
+        self.current = self.ids.get(id(test))
+        self.log = ""
+        if self.current is not None:
+            self.events.send(start=self.current)
+        self.t0 = time.perf_counter()
+
+    def stopTest(self, test: Any) -> None:
+        super().stopTest(test)
+        nodeid = self.current
+        self.current = None
+        if nodeid is None:
+            return
+        outcome = self.outcomes.setdefault(nodeid, "passed")
+        spent = round(time.perf_counter() - self.t0, 6)
+        log = self.log if outcome in _BAD else ""
+        self.events.send(done=nodeid, outcome=outcome, log=log, s=spent)
+        if nodeid in self.targets and outcome != "passed":
+            self.stop()  # a target that does not pass: the verdict is known
+
+    def addSuccess(self, test: Any) -> None:
+        self._set(test, "passed")
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        self._set(test, "failed", err)
+
+    def addError(self, test: Any, err: Any) -> None:
+        self._set(test, "failed", err)
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        self._set(test, "skipped")
+
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
+        self._set(test, "skipped")
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        self._set(test, "failed", log="Unexpected success")
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        if err is not None:
+            self._set(test, "failed", err)
+
+
+def _child(request: dict, tests: dict[str, unittest.TestCase], root: str, repo: list,
+           events: Events) -> None:  # fmt: skip
+    for name in (FD_ENV, SWEEP_ENV):
+        os.environ.pop(name, None)  # the tests see the command's environment
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    try:
+        apply_files(request.get("files") or {}, root, repo)
+    except BaseException:  # the candidate's own error (syntax, import-time): its result
+        events.send(setup_error=traceback.format_exc()[-LOG_LIMIT:])
+        return
+    targets = [t for t in request.get("targets") or [] if t in tests]
+    order = list(targets)
+    if request.get("rest"):
+        order += [t for t in tests if t not in set(targets)]
+    ids = {id(tests[t]): t for t in order}
+    result = _Result(events, ids, set(targets))
+    t0 = time.perf_counter()
+    unittest.TestSuite([tests[t] for t in order]).run(result)
+    spent = round(time.perf_counter() - t0, 6)
+    if not result.shouldStop:
+        for nodeid in order:  # never started: their class or module fixture raised
+            if nodeid not in result.outcomes:
+                events.send(done=nodeid, outcome="error", log=result.fixture_error, s=0.0)
+    events.send(end=True, tests_s=spent)
+
+
+def main() -> None:
+    root = os.path.realpath(os.getcwd())
+    sys.path[0] = root  # as ``python -m unittest`` has it (the cwd, not this file's folder)
+    loaded = _Load(module=None, argv=["python -m unittest", *sys.argv[1:]], exit=False)
+    tests: dict[str, unittest.TestCase] = {}
+    for test in _leaves(loaded.test):  # type: ignore[attr-defined]
+        nodeid = node_id(test, root)
+        if nodeid is not None:
+            tests.setdefault(nodeid, test)
+    files = sorted({nodeid.split("::", 1)[0] for nodeid in tests})
+    ready = {"type": "ready", "items": list(tests), "modules": {}, "test_files": files}
+    repo = repo_modules(root)
+    keep = ancestors()
+
+    def answer(request: dict) -> dict:
+        run = lambda ev: _child(request, tests, root, repo, ev)  # noqa: E731
+        return evaluate(request, run, keep, test_grace_s=0.0)
+
+    serve(int(os.environ[FD_ENV]), ready, answer)
+
+
+if __name__ == "__main__":
+    main()
