@@ -89,6 +89,7 @@ def main() -> None:
             ans = answers[inst.instance_id]
             pristine = repair.prepare_pristine(ctx, inst)
             plan = repair.plan_step(ctx, inst, pristine)
+            ctx.end_screen(inst)  # the plan's warm session: the timings start their own
             good = _diff(pristine, ans["file"], ans["buggy"], ans["fixed"])
             bad = _diff(pristine, ans["file"], ans["buggy"], ans["buggy"] + "  # no-op")
             cands = {

@@ -66,6 +66,7 @@ def main() -> None:
                 print(f"{inst.instance_id:38} skipped: {problem}")
                 continue
             plan = plan_step(session.ctx, inst, pristine)
+            session.ctx.end_screen(inst)  # the warm session the plan started
             _, record = route(routed, inst, plan, pristine)
             to_model = record["first"] != "search"
             expect_model = "needs-llm" in tags[inst.instance_id]

@@ -100,6 +100,7 @@ def main() -> None:
                 skipped += 1
                 continue
             plan = plan_step(ctx, inst, pristine)
+            ctx.end_screen(inst)  # the plan's warm session: this bench starts its own
             if not plan.fail_to_pass:
                 skipped += 1
                 continue

@@ -316,8 +316,16 @@ def make_plan(
     workspace: Path,
     config: SandboxConfig,
     tier: str,
+    *,
+    warm_rerun: Callable[[TestReport], TestReport | None] | None = None,
 ) -> Plan:
     """Run the baseline (hangs found, then once more), pick targets and guards, rank lines.
+
+    ``warm_rerun``, given the baseline, runs the unchanged tests again in the instance's
+    warm session (the one that will screen its candidates). When that run agrees with the
+    baseline on every test, it is the second run: no test is flaky, and no cold run is
+    paid for it. When it cannot run or disagrees anywhere (a flaky test, or tests that
+    behave differently in a forked session), the second run is cold, as without it.
 
     SandboxStartError propagates: the baseline could not run at all (an infra fault).
     """
@@ -365,8 +373,13 @@ def make_plan(
             f"limit, outcome timeout): {', '.join(hanging)}"
         )
 
-    rerun = run_tests(sandbox, workspace, cmd, config, deselect=sorted(hung))
-    notes += _run_notes("re-run", rerun)
+    warm = warm_rerun is not None and baseline.outcomes and not (hung or baseline.timed_out)
+    rerun = warm_rerun(baseline) if warm_rerun is not None and warm else None
+    if rerun is not None and rerun.outcomes == baseline.outcomes:
+        notes.append("re-run in the warm session: every test as in the baseline")
+    else:
+        rerun = run_tests(sandbox, workspace, cmd, config, deselect=sorted(hung))
+        notes += _run_notes("re-run", rerun)
     flaky = sorted(
         t
         for t, outcome in baseline.outcomes.items()

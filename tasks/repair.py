@@ -181,11 +181,33 @@ def sandbox_config(ctx: RepairContext, instance: Instance, pristine: Path) -> Sa
 
 def plan_step(ctx: RepairContext, instance: Instance, pristine: Path) -> Plan:
     """Baseline run + localization in a throwaway workspace; for a refactoring, the
-    recipe goal's occurrences (read from the pristine tree) and its check (in a fresh one)."""
+    recipe goal's occurrences (read from the pristine tree) and its check (in a fresh one).
+
+    With warm screening, the baseline's second run (flaky tests) is the first run of the
+    warm session that will screen the candidates (see ``make_plan``): one cold run fewer.
+    """
     config = sandbox_config(ctx, instance, pristine)
-    with ctx.workspaces.attempt(pristine) as ws:
-        plan = make_plan(instance, ctx.sandbox, ws, config, ctx.campaign.tiers[0].name)
     recipe = ctx.campaign.recipe_for(instance)
+
+    tried: list[TestReport | None] = []
+
+    def warm_rerun(baseline: TestReport) -> TestReport | None:
+        limits = baseline_limits(config, baseline)
+        tried.append(_warm_session(ctx, instance, pristine, limits).unchanged())
+        return tried[-1]
+
+    warm = ctx.campaign.screening == "warm" and recipe is None
+    with ctx.workspaces.attempt(pristine) as ws:
+        plan = make_plan(instance, ctx.sandbox, ws, config, ctx.campaign.tiers[0].name,
+                         warm_rerun=warm_rerun if warm else None)  # fmt: skip
+    screen = ctx.screen(instance)
+    if tried and screen.warm is not None:
+        if tried[0] is not None and tried[0].outcomes == plan.baseline.outcomes:
+            # It agreed with the baseline on every test: calibrated for these targets.
+            screen.warm.targets, screen.warm.guards = plan.fail_to_pass, plan.pass_to_pass
+        else:  # no run, or a disagreement: the first candidate starts a calibrated one
+            screen.warm.close()
+            screen.warm = None
     if recipe is None:
         return plan
     with ctx.workspaces.attempt(pristine) as ws:
@@ -212,6 +234,11 @@ CANDIDATE_TEST_FLOOR_S = 1.0
 
 
 def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
+    """Limits for testing a candidate of ``plan`` (see :func:`baseline_limits`)."""
+    return baseline_limits(config, plan.baseline)
+
+
+def baseline_limits(config: SandboxConfig, baseline: TestReport) -> SandboxConfig:
     """Limits for testing a candidate: the timeouts scale with the baseline run.
 
     A mutant that loops forever (``break`` → ``continue``) should cost a few times the
@@ -223,7 +250,6 @@ def candidate_limits(config: SandboxConfig, plan: Plan) -> SandboxConfig:
     half the command's limit and never above a configured ``test_timeout_s``, so a looping
     test fails alone as ``timeout`` soon after it would have passed.
     """
-    baseline = plan.baseline
     if baseline.timed_out or baseline.duration_s <= 0:
         return config
     scaled = max(CANDIDATE_TIMEOUT_FLOOR_S, CANDIDATE_TIMEOUT_FACTOR * baseline.duration_s)
@@ -259,22 +285,36 @@ def test_step(
         )
     note: str | None = None
     if ctx.campaign.screening == "warm":
-        if screen.warm is None:
-            lifetime = ctx.campaign.budget.max_wall_s + limits.timeout_s
-            screen.warm = WarmRunner(
-                ctx.sandbox, ctx.workspaces, pristine, instance.test_cmd, limits,
-                lifetime_s=lifetime, targets=plan.fail_to_pass, guards=plan.pass_to_pass,
-            )  # fmt: skip
-        note = screen.warm.why_cold(candidate.diff, plan.fail_to_pass)
+        warm = _warm_session(ctx, instance, pristine, limits, plan)
+        note = warm.why_cold(candidate.diff, plan.fail_to_pass)
         if note is None:
-            report = screen.warm.run(present(sources), plan.fail_to_pass, limits)
+            report = warm.run(present(sources), plan.fail_to_pass, limits)
             if report is not None:
                 return report
-            note = f"warm runner unavailable: {screen.warm.broken or 'its session ended'}"
+            note = f"warm runner unavailable: {warm.broken or 'its session ended'}"
     with ctx.workspaces.attempt(pristine) as ws:
         apply_diff(ws, candidate.diff)
         report = staged_run(ctx.sandbox, ws, instance.test_cmd, limits, plan.fail_to_pass)
     return report.model_copy(update={"runner": "cold", "runner_note": note})
+
+
+def _warm_session(
+    ctx: RepairContext,
+    instance: Instance,
+    pristine: Path,
+    limits: SandboxConfig,
+    plan: Plan | None = None,
+) -> WarmRunner:
+    """The instance's warm session (made on first use, with candidates' ``limits``),
+    calibrated against the plan's targets and guards when made after the plan."""
+    screen = ctx.screen(instance)
+    if screen.warm is None:
+        screen.warm = WarmRunner(
+            ctx.sandbox, ctx.workspaces, pristine, instance.test_cmd, limits,
+            lifetime_s=ctx.campaign.budget.max_wall_s + limits.timeout_s,
+            targets=plan.fail_to_pass if plan else (), guards=plan.pass_to_pass if plan else (),
+        )  # fmt: skip
+    return screen.warm
 
 
 def run_tool(ctx: RepairContext, instance: Instance, tree: Path, command: str) -> dict[str, str]:

@@ -360,6 +360,22 @@ class WarmRunner:
         self.last_answer = answer  # for benchmarks: its duration_s and tests_s
         return answer
 
+    def unchanged(self) -> TestReport | None:
+        """Every test of the unchanged tree, in a fork of the session (started if need be):
+        the plan's second run of the baseline, at the cost of a fork. Sets the warm per-test
+        limit as a calibration does; None when there is no session."""
+        with self._lock:
+            if self._sock is None and (self.broken or not self._start()):
+                return None
+            answer = self._ask({}, [], self.config.timeout_s, per_test_limit(self.config))
+            if answer is None:
+                return None
+            report = _report(answer, [])
+            self._set_test_limit(answer, report)
+            if self._watch is not None and _tree(self._watch) != self._watched:
+                self.close()
+            return report
+
     def _calibrate(self) -> bool:
         """Run the unchanged suite once in a fork: it must agree with the baseline (targets
         fail, guards pass), or this repository's tests behave differently in a forked session
@@ -368,7 +384,8 @@ class WarmRunner:
         if answer is None:
             self.broken = "the session ended while running the unchanged tests"
             return False
-        outcomes = _report(answer, []).outcomes
+        report = _report(answer, [])
+        outcomes = report.outcomes
         for target in self.targets:
             if target in self.items and outcomes.get(target) == TestOutcome.passed:
                 self.broken = f"{target} passes in the warm session but fails in the baseline"
@@ -379,8 +396,15 @@ class WarmRunner:
                 self.broken = (f"{guard} is {got.value if got else 'missing'} in the warm "
                                "session but passes in the baseline")  # fmt: skip
                 return False
+        self._set_test_limit(answer, report)
+        return True
+
+    def _set_test_limit(self, answer: Mapping[str, Any], unchanged: TestReport) -> None:
+        """The warm per-test limit from the unchanged run's per-test times (not for a
+        script: one test, stopped at its first failed check, whose time says little)."""
         if self.script is not None:
-            return True  # one test, stopped at its first failed check: its time says little
+            return
+        outcomes = unchanged.outcomes
         spent = answer.get("durations")
         spent = spent if isinstance(spent, dict) else {}
         # A hanging target's time is its limit, not a test's cost: only tests that finished.
@@ -389,7 +413,6 @@ class WarmRunner:
         slowest = max(times, default=0.0)
         self.test_limit = min(per_test_limit(self.config),
                               max(WARM_TEST_FLOOR_S, WARM_TEST_FACTOR * slowest))  # fmt: skip
-        return True
 
 
 def _report(answer: Mapping[str, Any], targets: Sequence[str]) -> TestReport:
