@@ -157,8 +157,14 @@ def start(home: Path, meanwhile: Callable[[], object] | None = None) -> Server:
     }
     env.pop("PREFECT_API_URL", None)
     db = prefect_db.database(env)
-    # A new database not started from the kept copy: keep a copy of it once migrated.
-    fresh = db is not None and not db.exists() and not prefect_db.seed(env)
+    new = db is not None and not db.exists()
+    seeded = new and prefect_db.seed(env)
+    fresh = new and not seeded  # not started from the kept copy: keep one once migrated
+    if seeded:
+        # The kept copy is this Prefect version's database, migrated and with its block
+        # types registered: the server need not redo either (~0.6 s of a 3-4 s start).
+        env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
+        env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] = "false"
     folder = runs_dir(home)
     me = os.getpid()
     log_path = folder / f"{me}.server.log"

@@ -73,3 +73,23 @@ def test_a_database_the_user_chose_is_left_alone(monkeypatch: pytest.MonkeyPatch
     env = {"PREFECT_HOME": "/nonexistent", "PREFECT_API_DATABASE_CONNECTION_URL": "postgresql://x"}
     assert prefect_db.database(env) is None
     assert prefect_db.seed(env) is False and prefect_db.keep(env) is False
+
+
+def _block_types(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM block_type").fetchone()[0])
+
+
+def test_a_home_seeded_from_the_kept_copy_skips_migrating_and_registering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _start(tmp_path / "one", monkeypatch)
+    assert _block_types(first) > 0
+    # Empty the kept copy's block types: a start that registers them again refills them.
+    kept = prefect_db.template()
+    with contextlib.closing(sqlite3.connect(kept)) as db:
+        db.execute("DELETE FROM block_schema")
+        db.execute("DELETE FROM block_type")
+        db.commit()
+    seeded = _start(tmp_path / "two", monkeypatch)
+    assert _block_types(seeded) == 0, "a seeded home's server registered block types again"
