@@ -20,7 +20,12 @@ from patchsmith.infra.sandbox import get_sandbox
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.edits.diff import make_diff
 from patchsmith.tasks.repair import pristine_tree
-from patchsmith.tasks.testing.run import staged_run, unittest_argv
+from patchsmith.tasks.testing.run import (
+    pytest_equivalent,
+    run_tests,
+    staged_run,
+    unittest_argv,
+)
 from patchsmith.tasks.testing.warm import WarmRunner
 
 pytestmark = pytest.mark.filterwarnings("ignore:sandbox backend 'subprocess':RuntimeWarning")
@@ -110,7 +115,11 @@ def test_a_unittest_command_is_recognised_only_in_its_plain_form() -> None:
         assert unittest_argv(other) is None, other
 
 
-def test_warm_gives_the_cold_outcomes_under_pytest_node_ids(runner: WarmRunner, home: Path) -> None:
+def test_warm_and_once_give_pytests_outcomes_under_its_node_ids(
+    runner: WarmRunner, home: Path
+) -> None:
+    """The warm server, its once mode (the cold path of such a command) and pytest (the
+    baseline's runner) agree on every test, fixtures and subtests included."""
     cold_sandbox = get_sandbox("auto")
     workspaces = WorkspaceManager(home / "cold")
     variants = (
@@ -125,8 +134,13 @@ def test_warm_gives_the_cold_outcomes_under_pytest_node_ids(runner: WarmRunner, 
         assert warm is not None and warm.runner == "warm", runner.broken
         with workspaces.attempt(runner.pristine) as ws:
             (ws / "calc.py").write_text(text)
-            cold = staged_run(cold_sandbox, ws, CMD, CONFIG, [])
+            once = run_tests(cold_sandbox, ws, CMD, CONFIG)
+            under_pytest = pytest_equivalent(CMD, ws)
+            assert under_pytest is not None
+            cold = run_tests(cold_sandbox, ws, under_pytest, CONFIG)
         assert cold.outcomes and warm.outcomes == cold.outcomes, (text, warm.log_tail)
+        assert once.outcomes == cold.outcomes, (text, once.log_tail)
+        assert "patchsmith unittest runner" in once.log_tail  # not pytest's
     assert runner.starts == 1
     assert warm.outcomes[ABOVE] == TestOutcome.passed
     assert warm.outcomes["tests/test_calc.py::Clamp::test_expected"] == TestOutcome.failed
@@ -194,3 +208,27 @@ def test_a_changed_test_module_or_a_new_file_goes_cold(runner: WarmRunner) -> No
     test_file = "tests/test_calc.py"
     assert "test file" in (runner.why_cold(diff(test_file, TESTS + "\n"), [ABOVE]) or "")
     assert "adds or deletes" in (runner.why_cold(diff("new.py", "x = 1\n"), [ABOVE]) or "")
+
+
+def test_the_cold_path_runs_targets_first_and_stops_a_looping_test(
+    runner: WarmRunner, home: Path
+) -> None:
+    """Once mode: a staged run (targets first, stop at the first that fails, then the rest)
+    and the per-test limit, as the guard plugin gives pytest runs."""
+    sandbox = get_sandbox("auto")
+    workspaces = WorkspaceManager(home / "cold")
+    with workspaces.attempt(runner.pristine) as ws:
+        stopped = staged_run(sandbox, ws, CMD, CONFIG, [ABOVE, EDGE])
+        (ws / "calc.py").write_text(FIXED)
+        fixed = staged_run(sandbox, ws, CMD, CONFIG, [ABOVE, EDGE])
+        (ws / "calc.py").write_text(
+            FIXED.replace("return", "while x == 99:\n        pass\n    return")
+        )
+        looping = run_tests(sandbox, ws, CMD, CONFIG.model_copy(update={"test_timeout_s": 1}))
+    assert stopped.outcomes == {ABOVE: TestOutcome.failed} and stopped.stopped_early
+    assert "AssertionError: 9 != 10" in stopped.log_tail
+    assert fixed.outcomes[ABOVE] == fixed.outcomes[EDGE] == fixed.outcomes[GUARD] == "passed"
+    assert len(fixed.outcomes) == 8 and not fixed.stopped_early
+    assert looping.outcomes[ABOVE] == TestOutcome.timeout, looping.log_tail
+    assert looping.outcomes[GUARD] == TestOutcome.passed  # the run went on after it
+    assert not looping.timed_out

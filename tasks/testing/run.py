@@ -22,6 +22,7 @@ errors, the original command runs and counts by its exit code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -44,6 +45,10 @@ CURRENT_FILE, PROGRESS_FILE, HUNG_FILE = "current", "progress", "hung"
 GUARD_DIR = str(Path(__file__).resolve().parent / "pytest_plugin")
 """Directory of our pytest plugin: bound read-only in the sandbox, put on PYTHONPATH."""
 GUARD_PLUGIN = "patchsmith_guard"
+UNITTEST_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_unittest.py")
+"""unittest's own runner for ``python -m unittest`` commands: the warm server, and in once
+mode (``UNITTEST_ONCE``) a cold run that reports under pytest's node ids."""
+UNITTEST_ONCE = "PATCHSMITH_UNITTEST_ONCE"
 COVER_DIR = str(Path(__file__).resolve().parent / "coverage_hook")
 """Directory of our ``sitecustomize``: coverage for every Python process of a non-pytest
 command (bound read-only, put on PYTHONPATH for a baseline run)."""
@@ -477,12 +482,41 @@ def _run_once(
             config, variables = command_coverage(config, env, out, workspace)
             env.update(variables)
     result = sandbox.run(workspace, argv, config, env)
-    note, crashed = "", None
     if pytest_cmd:
-        outcomes, note, crashed = _pytest_report(out, result, config, time.time())
-    else:
-        outcome = TestOutcome.passed if result.ok else TestOutcome.failed
-        outcomes = {test_cmd: outcome}
+        return _report(result, *_pytest_report(out, result, config, time.time()))
+    outcome = TestOutcome.passed if result.ok else TestOutcome.failed
+    return _report(result, {test_cmd: outcome}, "", None)
+
+
+def _run_unittest(
+    sandbox: Sandbox,
+    workspace: Path,
+    test_cmd: str,
+    config: SandboxConfig,
+    select: Sequence[str],
+    deselect: Sequence[str],
+    stop_first: bool,
+) -> TestReport:
+    """A ``python -m unittest`` command through unittest's own loader and loop, in one
+    sandboxed process (``UNITTEST_SERVER`` in once mode): per-test outcomes under pytest's
+    node ids, with the guard plugin's per-test limit and files, read as a pytest run's."""
+    argv = unittest_argv(test_cmd)
+    assert argv is not None, test_cmd  # only for commands pytest_equivalent converted
+    out = prepare_report_dir(workspace)
+    env = command_env(test_cmd, report_dir=str(out))
+    spec = {"select": list(select), "deselect": list(deselect), "stop_first": stop_first}
+    env.update({
+        UNITTEST_ONCE: json.dumps(spec), "PATCHSMITH_GUARD_DIR": str(out),
+        "PATCHSMITH_TEST_TIMEOUT": f"{per_test_limit(config):g}",
+    })  # fmt: skip
+    config = guarded_config(config)
+    result = sandbox.run(workspace, [argv[0], UNITTEST_SERVER, *argv[1:]], config, env)
+    return _report(result, *_pytest_report(out, result, config, time.time()))
+
+
+def _report(
+    result: ExecResult, outcomes: dict[str, TestOutcome], note: str, crashed: str | None
+) -> TestReport:
     return TestReport(
         outcomes=outcomes,
         exit_code=result.exit_code,
@@ -519,8 +553,15 @@ def run_tests(
 
     A unittest command runs under pytest (see :func:`pytest_equivalent`); if that collects
     nothing or pytest itself fails (usage, internal error), the original command runs.
+    Without coverage, one that pytest can run goes first through unittest's own runner
+    (:func:`_run_unittest`: the same node ids, without pytest's start-up), and under pytest
+    only when that reports nothing.
     """
     cmd = effective_command(test_cmd, workspace)
+    if cmd != test_cmd and not coverage:
+        own = _run_unittest(sandbox, workspace, test_cmd, config, select, deselect, stop_first)
+        if own.outcomes or own.timed_out:
+            return own
     report = _run_once(
         sandbox, workspace, cmd, config,
         select=select, deselect=deselect, stop_first=stop_first, coverage=coverage,

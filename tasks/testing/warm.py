@@ -58,6 +58,7 @@ from patchsmith.tasks.edits.diff import parse_diff
 from patchsmith.tasks.testing.run import (
     GUARD_DIR,
     REPORT_DIR,
+    UNITTEST_SERVER,
     command_env,
     effective_command,
     guard_env,
@@ -74,8 +75,6 @@ from patchsmith.tasks.testing.run import (
 WARM_PLUGIN = "patchsmith_warm"
 SCRIPT_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_script.py")
 """The warm runner of ``python FILE`` commands (in the plugin directory, bound read-only)."""
-UNITTEST_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_unittest.py")
-"""The warm runner of ``python -m unittest ...`` commands (beside it)."""
 FD_ENV, SWEEP_ENV, KEY_ENV = "PATCHSMITH_WARM_FD", "PATCHSMITH_WARM_SWEEP", "PATCHSMITH_WARM_KEY"
 LINE_LIMIT = 16 * 1024 * 1024
 """Longest line accepted from the session (a result with every outcome and its log)."""

@@ -21,12 +21,20 @@ fixture that raised makes its tests ``error``; a skip or an expected failure is
 parent (nothing inside the child interrupts a test). The tests' own output is discarded;
 a failing test's log is its traceback.
 
+Once mode (``PATCHSMITH_UNITTEST_ONCE`` set): no server; the cold path's run of such a
+command (a re-run, a cold candidate, the verify-only run; not the baseline, which needs
+pytest-cov's per-test coverage). The selected tests run in this process with
+``patchsmith_guard``'s per-test limit and files (``current``, ``progress``), which
+patchsmith reads as it reads a pytest run's when there is no JUnit report.
+
 Protocol: ``patchsmith_warm``'s. Standard library only, Python >= 3.8.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -46,6 +54,10 @@ from patchsmith_fork import (
 )
 
 _BAD = ("failed", "error", "timeout")
+ONCE_ENV = "PATCHSMITH_UNITTEST_ONCE"
+"""Set (to JSON: ``select``, ``deselect``, ``stop_first``): run once, no server (cold)."""
+GUARD_DIR_ENV, TIMEOUT_ENV = "PATCHSMITH_GUARD_DIR", "PATCHSMITH_TEST_TIMEOUT"
+MARKER = "patchsmith-guard: test timed out"  # as in patchsmith_guard
 
 
 class _Load(unittest.TestProgram):
@@ -141,7 +153,7 @@ class _Result(unittest.TestResult):
         self._set(test, "failed", err)
 
     def addError(self, test: Any, err: Any) -> None:
-        self._set(test, "failed", err)
+        self._set(test, "timeout" if err[0] is _Timeout else "failed", err)
 
     def addSkip(self, test: Any, reason: str) -> None:
         self._set(test, "skipped")
@@ -157,6 +169,23 @@ class _Result(unittest.TestResult):
             self._set(test, "failed", err)
 
 
+def _run_tests(tests: dict[str, unittest.TestCase], targets: list[str], rest: list[str],
+               events: Any) -> float:  # fmt: skip
+    """``targets`` in order (stopping at the first that does not pass), then ``rest``, in
+    one suite; every test's end is sent to ``events``. Seconds spent in the tests."""
+    order = [*targets, *rest]
+    ids = {id(tests[t]): t for t in order}
+    result = _Result(events, ids, set(targets))
+    t0 = time.perf_counter()
+    unittest.TestSuite([tests[t] for t in order]).run(result)
+    spent = round(time.perf_counter() - t0, 6)
+    if not result.shouldStop:
+        for nodeid in order:  # never started: their class or module fixture raised
+            if nodeid not in result.outcomes:
+                events.send(done=nodeid, outcome="error", log=result.fixture_error, s=0.0)
+    return spent
+
+
 def _child(request: dict, tests: dict[str, unittest.TestCase], root: str, repo: list,
            events: Events) -> None:  # fmt: skip
     for name in (FD_ENV, SWEEP_ENV):
@@ -170,30 +199,94 @@ def _child(request: dict, tests: dict[str, unittest.TestCase], root: str, repo: 
         events.send(setup_error=traceback.format_exc()[-LOG_LIMIT:])
         return
     targets = [t for t in request.get("targets") or [] if t in tests]
-    order = list(targets)
-    if request.get("rest"):
-        order += [t for t in tests if t not in set(targets)]
-    ids = {id(tests[t]): t for t in order}
-    result = _Result(events, ids, set(targets))
-    t0 = time.perf_counter()
-    unittest.TestSuite([tests[t] for t in order]).run(result)
-    spent = round(time.perf_counter() - t0, 6)
-    if not result.shouldStop:
-        for nodeid in order:  # never started: their class or module fixture raised
-            if nodeid not in result.outcomes:
-                events.send(done=nodeid, outcome="error", log=result.fixture_error, s=0.0)
+    chosen = set(targets)
+    rest = [t for t in tests if t not in chosen] if request.get("rest") else []
+    spent = _run_tests(tests, targets, rest, events)
     events.send(end=True, tests_s=spent)
+
+
+class _Timeout(BaseException):
+    """Raised in a test past its per-test limit (a BaseException: ``except Exception`` in the
+    looping code cannot swallow it)."""
+
+
+class _Files:
+    """Once mode's events: ``patchsmith_guard``'s files (``current``: the running test and
+    its start; ``progress``: ``outcome<TAB>nodeid`` per finished test), a failing test's
+    traceback on stderr, and its per-test limit as a SIGALRM timer."""
+
+    def __init__(self, out: str, limit: float) -> None:
+        self.out, self.limit = out, limit
+
+    def _write(self, name: str, text: str, mode: str = "w") -> None:
+        try:
+            with open(os.path.join(self.out, name), mode) as fh:
+                fh.write(text)
+        except OSError:
+            return  # the tested code may have removed the directory: the run goes on
+
+    def _alarm(self, signum: int, frame: Any) -> None:
+        raise _Timeout(f"{MARKER} after {self.limit:g}s (per-test limit)")
+
+    def send(self, **event: Any) -> None:
+        if "start" in event:
+            self._write("current", f"{event['start']}\t{time.time():f}")
+            if self.limit > 0:
+                signal.signal(signal.SIGALRM, self._alarm)  # again: a test may replace it
+                signal.setitimer(signal.ITIMER_REAL, self.limit)
+        elif "done" in event:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._write("current", "")
+            self._write("progress", f"{event['outcome']}\t{event['done']}\n", "a")
+            if event.get("log"):
+                print(f"{event['outcome'].upper()}: {event['done']}\n{event['log']}",
+                      file=sys.stderr)  # fmt: skip
+
+
+def run_once(tests: dict[str, unittest.TestCase], spec: dict) -> int:
+    """Once mode (a cold run): the tests ``spec`` selects, in this process; the exit code."""
+    select = [t for t in spec.get("select") or [] if t in tests]
+    skip = set(spec.get("deselect") or [])
+    if spec.get("select"):
+        targets, rest = (select, []) if spec.get("stop_first") else ([], select)
+    else:
+        targets, rest = [], [t for t in tests if t not in skip]
+    files = _Files(os.environ.get(GUARD_DIR_ENV) or ".", _limit())
+    outcomes: dict[str, str] = {}
+
+    class Tally:
+        def send(self, **event: Any) -> None:
+            if "done" in event:
+                outcomes[str(event["done"])] = str(event["outcome"])
+            files.send(**event)
+
+    _run_tests(tests, targets, rest, Tally())
+    bad = [t for t, o in outcomes.items() if o in _BAD]
+    print(f"patchsmith unittest runner: {len(outcomes)} run, {len(bad)} not passed",
+          file=sys.stderr)  # fmt: skip
+    return 1 if bad or not outcomes else 0
+
+
+def _limit() -> float:
+    try:
+        return max(float(os.environ.get(TIMEOUT_ENV) or 0.0), 0.0)
+    except ValueError:
+        return 0.0
 
 
 def main() -> None:
     root = os.path.realpath(os.getcwd())
     sys.path[0] = root  # as ``python -m unittest`` has it (the cwd, not this file's folder)
+    once = os.environ.get(ONCE_ENV)
+    spec = json.loads(once) if once else None  # read before the tests' modules are imported
     loaded = _Load(module=None, argv=["python -m unittest", *sys.argv[1:]], exit=False)
     tests: dict[str, unittest.TestCase] = {}
     for test in _leaves(loaded.test):  # type: ignore[attr-defined]
         nodeid = node_id(test, root)
         if nodeid is not None:
             tests.setdefault(nodeid, test)
+    if isinstance(spec, dict):
+        sys.exit(run_once(tests, spec))
     files = sorted({nodeid.split("::", 1)[0] for nodeid in tests})
     ready = {"type": "ready", "items": list(tests), "modules": {}, "test_files": files}
     repo = repo_modules(root)
