@@ -54,6 +54,7 @@ from patchsmith.tasks.testing.run import (
     COVERAGE_FILE,
     JUNIT_FILE,
     REPORT_DIR,
+    UNITTEST_RUNNER,
     effective_command,
     hang_texts,
     is_pytest,
@@ -348,7 +349,10 @@ def make_plan(
         coverage = False
         baseline = run_tests(sandbox, workspace, cmd, config)
     if converted != cmd:
-        if ran_under_pytest(baseline, cmd):
+        if baseline.runner_note == UNITTEST_RUNNER:
+            notes.append(f"unittest command run by {UNITTEST_RUNNER} for per-test outcomes, "
+                         "under pytest's node ids")  # fmt: skip
+        elif ran_under_pytest(baseline, cmd):
             notes.append(f"unittest command run under pytest for per-test outcomes: {converted}")
         else:
             pytest_cmd = False

@@ -243,20 +243,42 @@ def test_unittest_command_gets_per_test_outcomes(tmp_path: Path, bwrap: Sandbox,
         "tests/test_calc.py::TestAdd::test_two": Outcome.failed,
     }
     assert plan.fail_to_pass == ["tests/test_calc.py::TestAdd::test_two"]
-    assert any("unittest command run under pytest" in n for n in plan.notes)
+    assert any("unittest command run by unittest's own runner" in n for n in plan.notes)
     assert plan.suspicious and plan.suspicious[0].path == "calc.py"
+    # Per-test coverage, as pytest-cov names its contexts: the spectra apply.
+    assert plan.localization.startswith("per-test spectra (Ochiai)"), plan.localization
+
+
+def test_cases_only_unittest_collects_get_per_test_outcomes(tmp_path: Path, bwrap: Sandbox) -> None:
+    # pytest finds no TestCase in a module whose cases load_tests builds at run time;
+    # unittest's own runner runs them, under the node id of a class in that module.
+    files = {
+        "check_all.py": (
+            "import unittest\n\n\ndef load_tests(loader, tests, pattern):\n"
+            "    case = type('Case', (unittest.TestCase,), {'test_x': lambda self: None})\n"
+            "    return loader.loadTestsFromTestCase(case)\n"
+        )
+    }
+    ws = write(tmp_path, files)
+    inst = Instance.model_validate(
+        {"id": "ut", "repo": ".", "test_cmd": "python -m unittest discover -p 'check*.py'"}
+    )
+    plan = make_plan(inst, bwrap, ws, config(), "t0")
+    assert plan.baseline.outcomes == {"check_all.py::Case::test_x": Outcome.passed}
 
 
 def test_unittest_that_pytest_cannot_collect_falls_back_to_exit_code(
     tmp_path: Path, bwrap: Sandbox
 ) -> None:
     # unittest's -p pattern matches check*.py; pytest finds no TestCase in the module it
-    # collects (the cases are built at run time), so the original command decides.
+    # collects (the case is built at run time), and a class local to load_tests has no
+    # node id either way, so the original command decides.
     files = {
         "check_all.py": (
             "import unittest\n\n\ndef load_tests(loader, tests, pattern):\n"
-            "    case = type('Case', (unittest.TestCase,), {'test_x': lambda self: None})\n"
-            "    return loader.loadTestsFromTestCase(case)\n"
+            "    class Case(unittest.TestCase):\n"
+            "        def test_x(self):\n            pass\n\n"
+            "    return loader.loadTestsFromTestCase(Case)\n"
         )
     }
     ws = write(tmp_path, files)

@@ -49,6 +49,7 @@ UNITTEST_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_unittest.py")
 """unittest's own runner for ``python -m unittest`` commands: the warm server, and in once
 mode (``UNITTEST_ONCE``) a cold run that reports under pytest's node ids."""
 UNITTEST_ONCE = "PATCHSMITH_UNITTEST_ONCE"
+UNITTEST_RUNNER = "unittest's own runner (patchsmith_warm_unittest, once mode)"
 COVER_DIR = str(Path(__file__).resolve().parent / "coverage_hook")
 """Directory of our ``sitecustomize``: coverage for every Python process of a non-pytest
 command (bound read-only, put on PYTHONPATH for a baseline run)."""
@@ -496,22 +497,26 @@ def _run_unittest(
     select: Sequence[str],
     deselect: Sequence[str],
     stop_first: bool,
+    coverage: bool,
 ) -> TestReport:
     """A ``python -m unittest`` command through unittest's own loader and loop, in one
-    sandboxed process (``UNITTEST_SERVER`` in once mode): per-test outcomes under pytest's
-    node ids, with the guard plugin's per-test limit and files, read as a pytest run's."""
+    sandboxed process (``UNITTEST_SERVER`` in once mode): what a pytest run of it gives
+    (JUnit report, the guard plugin's per-test limit and files, pytest-cov's per-test
+    coverage contexts), without pytest."""
     argv = unittest_argv(test_cmd)
     assert argv is not None, test_cmd  # only for commands pytest_equivalent converted
     out = prepare_report_dir(workspace)
-    env = command_env(test_cmd, report_dir=str(out))
-    spec = {"select": list(select), "deselect": list(deselect), "stop_first": stop_first}
+    env = command_env(test_cmd, report_dir=str(out), coverage=coverage)
+    spec = {"select": list(select), "deselect": list(deselect), "stop_first": stop_first,
+            "coverage": coverage}  # fmt: skip
     env.update({
         UNITTEST_ONCE: json.dumps(spec), "PATCHSMITH_GUARD_DIR": str(out),
         "PATCHSMITH_TEST_TIMEOUT": f"{per_test_limit(config):g}",
     })  # fmt: skip
     config = guarded_config(config)
     result = sandbox.run(workspace, [argv[0], UNITTEST_SERVER, *argv[1:]], config, env)
-    return _report(result, *_pytest_report(out, result, config, time.time()))
+    report = _report(result, *_pytest_report(out, result, config, time.time()))
+    return report.model_copy(update={"runner_note": UNITTEST_RUNNER})
 
 
 def _report(
@@ -553,13 +558,15 @@ def run_tests(
 
     A unittest command runs under pytest (see :func:`pytest_equivalent`); if that collects
     nothing or pytest itself fails (usage, internal error), the original command runs.
-    Without coverage, one that pytest can run goes first through unittest's own runner
-    (:func:`_run_unittest`: the same node ids, without pytest's start-up), and under pytest
-    only when that reports nothing.
+    One that pytest can run goes first through unittest's own runner (:func:`_run_unittest`:
+    the same node ids and reports, without pytest's start-up), and under pytest only when
+    that reports nothing.
     """
     cmd = effective_command(test_cmd, workspace)
-    if cmd != test_cmd and not coverage:
-        own = _run_unittest(sandbox, workspace, test_cmd, config, select, deselect, stop_first)
+    if cmd != test_cmd:
+        own = _run_unittest(
+            sandbox, workspace, test_cmd, config, select, deselect, stop_first, coverage
+        )
         if own.outcomes or own.timed_out:
             return own
     report = _run_once(

@@ -22,10 +22,11 @@ parent (nothing inside the child interrupts a test). The tests' own output is di
 a failing test's log is its traceback.
 
 Once mode (``PATCHSMITH_UNITTEST_ONCE`` set): no server; the cold path's run of such a
-command (a re-run, a cold candidate, the verify-only run; not the baseline, which needs
-pytest-cov's per-test coverage). The selected tests run in this process with
-``patchsmith_guard``'s per-test limit and files (``current``, ``progress``), which
-patchsmith reads as it reads a pytest run's when there is no JUnit report.
+command (the baseline, a second run, a cold candidate, the verify-only run). The selected
+tests run in this process with ``patchsmith_guard``'s per-test limit and files
+(``current``, ``progress``: what survives a killed run), a JUnit report as pytest writes
+it (xunit1), and for the baseline coverage.py's per-test contexts as pytest-cov names them
+(``nodeid|run``), so patchsmith reads the run exactly as it reads a pytest run.
 
 Protocol: ``patchsmith_warm``'s. Standard library only, Python >= 3.8.
 """
@@ -39,6 +40,7 @@ import sys
 import time
 import traceback
 import unittest
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from patchsmith_fork import (
@@ -55,7 +57,8 @@ from patchsmith_fork import (
 
 _BAD = ("failed", "error", "timeout")
 ONCE_ENV = "PATCHSMITH_UNITTEST_ONCE"
-"""Set (to JSON: ``select``, ``deselect``, ``stop_first``): run once, no server (cold)."""
+"""Set (to JSON: ``select``, ``deselect``, ``stop_first``, ``coverage``): run once, no
+server (a cold run)."""
 GUARD_DIR_ENV, TIMEOUT_ENV = "PATCHSMITH_GUARD_DIR", "PATCHSMITH_TEST_TIMEOUT"
 MARKER = "patchsmith-guard: test timed out"  # as in patchsmith_guard
 
@@ -213,10 +216,12 @@ class _Timeout(BaseException):
 class _Files:
     """Once mode's events: ``patchsmith_guard``'s files (``current``: the running test and
     its start; ``progress``: ``outcome<TAB>nodeid`` per finished test), a failing test's
-    traceback on stderr, and its per-test limit as a SIGALRM timer."""
+    traceback on stderr, its per-test limit as a SIGALRM timer, and (with ``cov``) the
+    coverage context pytest-cov gives a test (``nodeid|run``)."""
 
-    def __init__(self, out: str, limit: float) -> None:
-        self.out, self.limit = out, limit
+    def __init__(self, out: str, limit: float, cov: Any = None) -> None:
+        self.out, self.limit, self.cov = out, limit, cov
+        self.cases: list[tuple[str, str, str, float]] = []  # nodeid, outcome, log, seconds
 
     def _write(self, name: str, text: str, mode: str = "w") -> None:
         try:
@@ -226,24 +231,68 @@ class _Files:
             return  # the tested code may have removed the directory: the run goes on
 
     def _alarm(self, signum: int, frame: Any) -> None:
+        f = frame
+        while f is not None:  # never inside coverage's bookkeeping: a bit later instead
+            if str(f.f_globals.get("__name__", "")).split(".", 1)[0] == "coverage":
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+                return
+            f = f.f_back
         raise _Timeout(f"{MARKER} after {self.limit:g}s (per-test limit)")
 
     def send(self, **event: Any) -> None:
         if "start" in event:
             self._write("current", f"{event['start']}\t{time.time():f}")
+            if self.cov is not None:
+                self.cov.switch_context(f"{event['start']}|run")
             if self.limit > 0:
                 signal.signal(signal.SIGALRM, self._alarm)  # again: a test may replace it
                 signal.setitimer(signal.ITIMER_REAL, self.limit)
         elif "done" in event:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            if self.cov is not None:
+                self.cov.switch_context("")
             self._write("current", "")
             self._write("progress", f"{event['outcome']}\t{event['done']}\n", "a")
-            if event.get("log"):
-                print(f"{event['outcome'].upper()}: {event['done']}\n{event['log']}",
-                      file=sys.stderr)  # fmt: skip
+            log = str(event.get("log") or "")
+            self.cases.append((str(event["done"]), str(event["outcome"]), log, event["s"]))
+            if log:
+                print(f"{event['outcome'].upper()}: {event['done']}\n{log}", file=sys.stderr)
+
+    def junit(self) -> None:
+        """The outcomes as pytest's JUnit XML (xunit1: ``file``, ``classname``, ``name``)."""
+        suite = ET.Element("testsuite", name="patchsmith-unittest", tests=str(len(self.cases)))
+        for nodeid, outcome, log, spent in self.cases:
+            path, cls, name = nodeid.split("::")
+            module = path[: -len(".py")].replace("/", ".")
+            case = ET.SubElement(suite, "testcase", file=path, classname=f"{module}.{cls}",
+                                 name=name, time=f"{spent:f}")  # fmt: skip
+            if outcome == "skipped":
+                ET.SubElement(case, "skipped")
+            elif outcome in _BAD:
+                tag = "error" if outcome == "error" else "failure"
+                message = (log.strip().splitlines() or [outcome])[-1]
+                ET.SubElement(case, tag, message=message).text = log
+        self._write("junit.xml", ET.tostring(suite, encoding="unicode"))
 
 
-def run_once(tests: dict[str, unittest.TestCase], spec: dict) -> int:
+def _coverage(spec: dict, root: str) -> Any:
+    """coverage.py measuring ``root`` into the data file the run names, when asked for and
+    importable by this interpreter (else None, and the run says so on stderr)."""
+    data = os.environ.get("COVERAGE_FILE")
+    if not spec.get("coverage") or not data:
+        return None
+    try:
+        import coverage
+    except ImportError:
+        print(f"patchsmith unittest runner: coverage is not importable by {sys.executable}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    cov = coverage.Coverage(data_file=data, source=[root], config_file=False)
+    cov.start()
+    return cov
+
+
+def run_once(tests: dict[str, unittest.TestCase], spec: dict, root: str) -> int:
     """Once mode (a cold run): the tests ``spec`` selects, in this process; the exit code."""
     select = [t for t in spec.get("select") or [] if t in tests]
     skip = set(spec.get("deselect") or [])
@@ -251,20 +300,19 @@ def run_once(tests: dict[str, unittest.TestCase], spec: dict) -> int:
         targets, rest = (select, []) if spec.get("stop_first") else ([], select)
     else:
         targets, rest = [], [t for t in tests if t not in skip]
-    files = _Files(os.environ.get(GUARD_DIR_ENV) or ".", _limit())
-    outcomes: dict[str, str] = {}
-
-    class Tally:
-        def send(self, **event: Any) -> None:
-            if "done" in event:
-                outcomes[str(event["done"])] = str(event["outcome"])
-            files.send(**event)
-
-    _run_tests(tests, targets, rest, Tally())
-    bad = [t for t, o in outcomes.items() if o in _BAD]
-    print(f"patchsmith unittest runner: {len(outcomes)} run, {len(bad)} not passed",
+    cov = _coverage(spec, root)
+    files = _Files(os.environ.get(GUARD_DIR_ENV) or ".", _limit(), cov)
+    try:
+        _run_tests(tests, targets, rest, files)
+    finally:
+        if cov is not None:
+            cov.stop()
+            cov.save()
+    files.junit()
+    bad = [case for case in files.cases if case[1] in _BAD]
+    print(f"patchsmith unittest runner: {len(files.cases)} run, {len(bad)} not passed",
           file=sys.stderr)  # fmt: skip
-    return 1 if bad or not outcomes else 0
+    return 1 if bad or not files.cases else 0
 
 
 def _limit() -> float:
@@ -286,7 +334,7 @@ def main() -> None:
         if nodeid is not None:
             tests.setdefault(nodeid, test)
     if isinstance(spec, dict):
-        sys.exit(run_once(tests, spec))
+        sys.exit(run_once(tests, spec, root))
     files = sorted({nodeid.split("::", 1)[0] for nodeid in tests})
     ready = {"type": "ready", "items": list(tests), "modules": {}, "test_files": files}
     repo = repo_modules(root)
