@@ -10,8 +10,9 @@ tests are never targets nor regression guards. Localization ranks lines by Ochia
 coverage of failing vs. passing tests, boosted by the frames of the failing tests'
 tracebacks (for a hang: where the test was when it was stopped).
 
-A ``python -m unittest`` command runs under pytest for per-test outcomes (noted), and by
-its exit code when pytest cannot run it. Given ``fail_to_pass`` ids (SWE-bench), only those
+A ``python -m unittest`` command runs through unittest's own runner (``testing/run.py``)
+for per-test outcomes and coverage under pytest's node ids, else under pytest, else by its
+exit code (the plan notes which). Given ``fail_to_pass`` ids (SWE-bench), only those
 are targets, and only those the baseline shows failing.
 """
 
@@ -318,15 +319,16 @@ def make_plan(
     config: SandboxConfig,
     tier: str,
     *,
-    warm_rerun: Callable[[TestReport], TestReport | None] | None = None,
+    warm_rerun: Callable[[TestReport], bool] | None = None,
 ) -> Plan:
     """Run the baseline (hangs found, then once more), pick targets and guards, rank lines.
 
     ``warm_rerun``, given the baseline, runs the unchanged tests again in the instance's
-    warm session (the one that will screen its candidates). When that run agrees with the
-    baseline on every test, it is the second run: no test is flaky, and no cold run is
-    paid for it. When it cannot run or disagrees anywhere (a flaky test, or tests that
-    behave differently in a forked session), the second run is cold, as without it.
+    warm session (the one that will screen its candidates) and says whether every test
+    came out as in the baseline. If so, that was the second run: no test is flaky, and no
+    cold run is paid for it. If it could not run or disagreed anywhere (a flaky test, or
+    tests that behave differently in a forked session), the second run is cold, as
+    without it.
 
     SandboxStartError propagates: the baseline could not run at all (an infra fault).
     """
@@ -377,9 +379,9 @@ def make_plan(
             f"limit, outcome timeout): {', '.join(hanging)}"
         )
 
-    warm = warm_rerun is not None and baseline.outcomes and not (hung or baseline.timed_out)
-    rerun = warm_rerun(baseline) if warm_rerun is not None and warm else None
-    if rerun is not None and rerun.outcomes == baseline.outcomes:
+    complete = bool(baseline.outcomes) and not (hung or baseline.timed_out)
+    if warm_rerun is not None and complete and warm_rerun(baseline):
+        rerun = baseline
         notes.append("re-run in the warm session: every test as in the baseline")
     else:
         rerun = run_tests(sandbox, workspace, cmd, config, deselect=sorted(hung))

@@ -189,21 +189,21 @@ def plan_step(ctx: RepairContext, instance: Instance, pristine: Path) -> Plan:
     config = sandbox_config(ctx, instance, pristine)
     recipe = ctx.campaign.recipe_for(instance)
 
-    tried: list[TestReport | None] = []
+    agreed: list[bool] = []
 
-    def warm_rerun(baseline: TestReport) -> TestReport | None:
+    def warm_rerun(baseline: TestReport) -> bool:
         limits = baseline_limits(config, baseline)
-        tried.append(_warm_session(ctx, instance, pristine, limits).unchanged())
-        return tried[-1]
+        report = _warm_session(ctx, instance, pristine, limits).unchanged()
+        agreed.append(report is not None and report.outcomes == baseline.outcomes)
+        return agreed[-1]
 
     warm = ctx.campaign.screening == "warm" and recipe is None
     with ctx.workspaces.attempt(pristine) as ws:
         plan = make_plan(instance, ctx.sandbox, ws, config, ctx.campaign.tiers[0].name,
                          warm_rerun=warm_rerun if warm else None)  # fmt: skip
     screen = ctx.screen(instance)
-    if tried and screen.warm is not None:
-        if tried[0] is not None and tried[0].outcomes == plan.baseline.outcomes:
-            # It agreed with the baseline on every test: calibrated for these targets.
+    if agreed and screen.warm is not None:
+        if agreed[-1]:  # every test as in the baseline: calibrated for these targets
             screen.warm.targets, screen.warm.guards = plan.fail_to_pass, plan.pass_to_pass
         else:  # no run, or a disagreement: the first candidate starts a calibrated one
             screen.warm.close()

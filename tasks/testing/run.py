@@ -15,9 +15,12 @@ with outcome ``timeout``; one that cannot be interrupted is named by the plugin'
 ``current``/``hung`` files even when the whole command is killed, and the outcomes of the
 tests finished before it come from its ``progress`` file.
 
-unittest: ``python -m unittest [discover] ...`` runs under pytest (which collects
-``unittest.TestCase``) for per-test outcomes; when that collects nothing or pytest itself
-errors, the original command runs and counts by its exit code.
+unittest: ``python -m unittest [discover] ...`` that pytest could run (it collects
+``unittest.TestCase``) runs through unittest's own loader and loop instead
+(``patchsmith_warm_unittest`` in once mode), which writes what a pytest run would (JUnit
+report, the guard's files, per-test coverage contexts) under the same node ids; when that
+reports nothing, under pytest; when pytest collects nothing or errors, the original
+command runs and counts by its exit code.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ GUARD_PLUGIN = "patchsmith_guard"
 UNITTEST_SERVER = str(Path(GUARD_DIR) / "patchsmith_warm_unittest.py")
 """unittest's own runner for ``python -m unittest`` commands: the warm server, and in once
 mode (``UNITTEST_ONCE``) a cold run that reports under pytest's node ids."""
-UNITTEST_ONCE = "PATCHSMITH_UNITTEST_ONCE"
+UNITTEST_ONCE, UNITTEST_SPEC = "PATCHSMITH_UNITTEST_ONCE", "unittest-run.json"
 UNITTEST_RUNNER = "unittest's own runner (patchsmith_warm_unittest, once mode)"
 COVER_DIR = str(Path(__file__).resolve().parent / "coverage_hook")
 """Directory of our ``sitecustomize``: coverage for every Python process of a non-pytest
@@ -509,8 +512,9 @@ def _run_unittest(
     env = command_env(test_cmd, report_dir=str(out), coverage=coverage)
     spec = {"select": list(select), "deselect": list(deselect), "stop_first": stop_first,
             "coverage": coverage}  # fmt: skip
+    (out / UNITTEST_SPEC).write_text(json.dumps(spec))  # a file: a long selection fits
     env.update({
-        UNITTEST_ONCE: json.dumps(spec), "PATCHSMITH_GUARD_DIR": str(out),
+        UNITTEST_ONCE: str(out / UNITTEST_SPEC), "PATCHSMITH_GUARD_DIR": str(out),
         "PATCHSMITH_TEST_TIMEOUT": f"{per_test_limit(config):g}",
     })  # fmt: skip
     config = guarded_config(config)

@@ -21,8 +21,9 @@ fixture that raised makes its tests ``error``; a skip or an expected failure is
 parent (nothing inside the child interrupts a test). The tests' own output is discarded;
 a failing test's log is its traceback.
 
-Once mode (``PATCHSMITH_UNITTEST_ONCE`` set): no server; the cold path's run of such a
-command (the baseline, a second run, a cold candidate, the verify-only run). The selected
+Once mode (``PATCHSMITH_UNITTEST_ONCE`` naming its settings file): no server; the cold
+path's run of such a command (the baseline, a second run, a cold candidate, the verify-only
+run). The selected
 tests run in this process with ``patchsmith_guard``'s per-test limit and files
 (``current``, ``progress``: what survives a killed run), a JUnit report as pytest writes
 it (xunit1), and for the baseline coverage.py's per-test contexts as pytest-cov names them
@@ -57,8 +58,8 @@ from patchsmith_fork import (
 
 _BAD = ("failed", "error", "timeout")
 ONCE_ENV = "PATCHSMITH_UNITTEST_ONCE"
-"""Set (to JSON: ``select``, ``deselect``, ``stop_first``, ``coverage``): run once, no
-server (a cold run)."""
+"""Set (to a JSON file: ``select``, ``deselect``, ``stop_first``, ``coverage``): run once,
+no server (a cold run)."""
 GUARD_DIR_ENV, TIMEOUT_ENV = "PATCHSMITH_GUARD_DIR", "PATCHSMITH_TEST_TIMEOUT"
 MARKER = "patchsmith-guard: test timed out"  # as in patchsmith_guard
 
@@ -326,7 +327,10 @@ def main() -> None:
     root = os.path.realpath(os.getcwd())
     sys.path[0] = root  # as ``python -m unittest`` has it (the cwd, not this file's folder)
     once = os.environ.get(ONCE_ENV)
-    spec = json.loads(once) if once else None  # read before the tests' modules are imported
+    spec = None
+    if once:  # read before the tests' modules are imported
+        with open(once, encoding="utf-8") as fh:
+            spec = json.load(fh)
     loaded = _Load(module=None, argv=["python -m unittest", *sys.argv[1:]], exit=False)
     tests: dict[str, unittest.TestCase] = {}
     for test in _leaves(loaded.test):  # type: ignore[attr-defined]
