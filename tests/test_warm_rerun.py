@@ -9,14 +9,12 @@ the session is dropped (the first candidate starts a new, calibrated one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import make_stats_project, write_campaign
+from helpers import RecordingSandbox, make_stats_project, write_campaign
 
 from patchsmith.config import load_campaign
-from patchsmith.domain import ExecResult, SandboxConfig
 from patchsmith.infra.sandbox import get_sandbox
 from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.tasks.repair import RepairContext, plan_step, prepare_pristine
@@ -32,33 +30,13 @@ WARM_ONLY_FAILURE = (
 )
 
 
-class CountingSandbox:
-    """The real default sandbox, counting the commands it runs (a long-lived warm session
-    is one of them)."""
-
-    def __init__(self) -> None:
-        self.real = get_sandbox("auto")
-        self.name = self.real.name
-        self.argvs: list[list[str]] = []
-
-    def run(
-        self,
-        workspace: Path,
-        argv: Sequence[str],
-        config: SandboxConfig,
-        env: Mapping[str, str] | None = None,
-        *,
-        pass_fds: Sequence[int] = (),
-    ) -> ExecResult:
-        self.argvs.append(list(argv))
-        return self.real.run(workspace, argv, config, env, pass_fds=pass_fds)
-
-    def test_runs(self) -> int:
-        """Test commands run, the preflight's ``python -c`` checks aside."""
-        return sum(1 for argv in self.argvs if "-c" not in argv[1:2])
+def _test_runs(sandbox: RecordingSandbox) -> int:
+    """Test commands that ended (a warm session counts once it has), the preflight's
+    ``python -c`` checks aside."""
+    return sum(1 for argv, _ in sandbox.calls if "-c" not in argv[1:2])
 
 
-def _ctx(tmp_path: Path, home: Path, sandbox: CountingSandbox) -> RepairContext:
+def _ctx(tmp_path: Path, home: Path, sandbox: RecordingSandbox) -> RepairContext:
     make_stats_project(tmp_path)
     campaign = load_campaign(write_campaign(tmp_path))
     return RepairContext(
@@ -69,7 +47,7 @@ def _ctx(tmp_path: Path, home: Path, sandbox: CountingSandbox) -> RepairContext:
 def test_an_agreeing_warm_run_is_the_second_run_and_its_session_screens(
     tmp_path: Path, home: Path
 ) -> None:
-    sandbox = CountingSandbox()
+    sandbox = RecordingSandbox(get_sandbox("auto"))
     ctx = _ctx(tmp_path, home, sandbox)
     instance = ctx.campaign.instances[0]
     assert instance.test_cmd == CMD and ctx.campaign.screening == "warm"
@@ -77,18 +55,19 @@ def test_an_agreeing_warm_run_is_the_second_run_and_its_session_screens(
         plan = plan_step(ctx, instance, prepare_pristine(ctx, instance))
         assert "re-run in the warm session: every test as in the baseline" in plan.notes
         assert plan.flaky == [] and len(plan.fail_to_pass) == 2
-        # The cold baseline and the warm session: no cold re-run.
-        assert sandbox.test_runs() == 2, sandbox.argvs
+        # The cold baseline has ended; the warm session still runs: no cold re-run.
+        assert _test_runs(sandbox) == 1, sandbox.calls
         warm = ctx.screen(instance).warm
         assert warm is not None and warm.starts == 1
         assert warm.targets == plan.fail_to_pass and warm.guards == plan.pass_to_pass
         assert warm.test_limit is not None  # calibrated by the plan's run
     finally:
         ctx.end_screen(instance)
+    assert _test_runs(sandbox) == 2, sandbox.calls  # and the session, once it ended
 
 
 def test_a_disagreeing_warm_run_falls_back_to_the_cold_re_run(tmp_path: Path, home: Path) -> None:
-    sandbox = CountingSandbox()
+    sandbox = RecordingSandbox(get_sandbox("auto"))
     ctx = _ctx(tmp_path, home, sandbox)
     (tmp_path / "stats" / "tests" / "test_fork.py").write_text(WARM_ONLY_FAILURE)
     instance = ctx.campaign.instances[0].model_copy(
@@ -99,7 +78,7 @@ def test_a_disagreeing_warm_run_falls_back_to_the_cold_re_run(tmp_path: Path, ho
         assert not any("warm session" in n for n in plan.notes)
         assert plan.flaky == []  # the two cold runs agree: nothing is flaky
         assert "tests/test_fork.py::test_not_in_a_warm_fork" in plan.pass_to_pass
-        assert sandbox.test_runs() == 3, sandbox.argvs  # baseline, warm session, re-run
+        assert _test_runs(sandbox) == 3, sandbox.calls  # baseline, warm session, re-run
         assert ctx.screen(instance).warm is None  # the first candidate starts a new one
     finally:
         ctx.end_screen(instance)
