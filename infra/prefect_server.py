@@ -38,6 +38,15 @@ from patchsmith.infra.sandbox import running
 
 log = logging.getLogger(__name__)
 APP = "prefect.server.api.server:create_app"
+#: The task-run recorder writes each client event in a transaction of its own by default
+#: (batch size 1): on a campaign of small instances that is ~100 ms of the server's CPU per
+#: task run, taken from the sandboxes on a small machine. In batches of up to 100, flushed
+#: every second and on shutdown, the same rows cost ~40% less, and the UI shows a state at
+#: most a second late. Variables the user set win.
+RECORDER_BATCHING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+}
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -150,6 +159,7 @@ def start(home: Path, meanwhile: Callable[[], object] | None = None) -> Server:
         raise PatchsmithError("prefect is not installed: pip install -e .")
     app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
     env = {
+        **RECORDER_BATCHING,
         **os.environ,
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",

@@ -219,6 +219,15 @@ def test_signal_stops_cleanly_and_the_next_run_resumes(
     _check_resume(db)
     mlflow_runs = _query(home / "mlflow.db", "SELECT name, status FROM runs")
     assert not [r for r in mlflow_runs if r[1] == "RUNNING"], mlflow_runs
+    # The server records task runs in batches: the last ones (the resumed instance's own task
+    # ends the flow) reach the database when the CLI stops the server, not later or never.
+    task_runs = _query(
+        home / "prefect" / "prefect.db",
+        "SELECT t.name, t.state_type FROM task_run t JOIN flow_run f ON t.flow_run_id = f.id "
+        "WHERE f.state_type = 'COMPLETED'",
+    )
+    assert (f"repair {stopped_id}", "COMPLETED") in task_runs, task_runs
+    assert {state for _, state in task_runs} == {"COMPLETED"}, task_runs
 
 
 def test_after_kill_9_the_next_start_reaps_the_server_and_sandboxes(tmp_path: Path) -> None:
