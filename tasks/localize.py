@@ -10,6 +10,7 @@ one raises :class:`CoverageError` (the plan notes it and falls back on traceback
 from __future__ import annotations
 
 import ast
+import json
 import math
 import re
 import sqlite3
@@ -137,6 +138,45 @@ def coverage_by_test(data_file: Path, root: Path) -> dict[str, set[Line]]:
         if f is not None:
             _read_coverage(f, root, result)
     return {k: v for k, v in result.items() if v}
+
+
+LINES_GLOB = "lines.*.json"
+"""The files the coverage hook's line tracer writes, one per process (see ``coverage_hook``)."""
+
+
+def lines_run(out: Path, root: Path) -> set[Line]:
+    """Lines (path relative to root, line) that the coverage hook's tracer saw, over every
+    process of the run; empty when there are none.
+
+    The files belong to the tested code, like coverage data: each must pass the same checks
+    as any report and hold ``{"/abs/path": [line, ...]}``; anything else raises
+    CoverageError.
+    """
+    result: set[Line] = set()
+    relative: dict[str, str | None] = {}
+    for name in sorted(p.name for p in out.glob(LINES_GLOB)):
+        f, problem = check_report(out, name)
+        if problem:
+            raise CoverageError(f"{name}: {problem}")
+        if f is None:
+            continue
+        try:
+            data = json.loads(f.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CoverageError(f"{name}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise CoverageError(f"{name}: not a mapping of files to lines")
+        for path, numbers in data.items():
+            if not isinstance(numbers, list) or not all(type(n) is int for n in numbers):
+                raise CoverageError(f"{name}: malformed lines of {path[:200]!r}")
+            if path not in relative:
+                relative[path] = _relative(path, root)
+            rel = relative[path]
+            if rel is not None:
+                result.update((rel, n) for n in numbers if n >= 1)
+            if len(result) > MAX_COVERED:
+                raise CoverageError(f"{name}: more than {MAX_COVERED} covered lines")
+    return result
 
 
 def ochiai(cov: Mapping[str, set[Line]], failing: set[str], passing: set[str]) -> dict[Line, float]:

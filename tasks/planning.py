@@ -44,6 +44,7 @@ from patchsmith.tasks.localize import (
     editable_excludes,
     function_spans,
     hint_names,
+    lines_run,
     ochiai,
     rank,
     traceback_frames,
@@ -51,7 +52,6 @@ from patchsmith.tasks.localize import (
 from patchsmith.tasks.testing.junit import failure_texts
 from patchsmith.tasks.testing.run import (
     COMMAND_CONTEXT,
-    COVER_NOTE,
     COVERAGE_FILE,
     JUNIT_FILE,
     REPORT_DIR,
@@ -109,16 +109,20 @@ class _Evidence:
         out = self.workspace / REPORT_DIR
         try:
             self.cov.update(coverage_by_test(out / COVERAGE_FILE, self.workspace))
+            if not self.pytest_cmd:  # the hook's line tracer, with or without coverage.py
+                traced = lines_run(out, self.workspace)
+                if traced:
+                    self.cov.setdefault(COMMAND_CONTEXT, set()).update(traced)
+                elif COMMAND_CONTEXT not in self.cov:
+                    self.notes.append(
+                        "no lines recorded for the test command (no Python process of it "
+                        "loaded patchsmith's hook: python -I or -S, or no Python at all): "
+                        "localization uses tracebacks only"
+                    )
         except CoverageError as exc:
             self.notes.append(f"coverage data unusable ({exc}): localization uses tracebacks only")
         if not self.pytest_cmd:
             self.texts.update({t: report.log_tail for t in report.failing()})
-            missing = read_report(out, COVER_NOTE).strip()
-            if missing:
-                self.notes.append(
-                    f"no coverage for the test command ({missing[:200]}): localization uses "
-                    "tracebacks only (add coverage to environment.install)"
-                )
             return
         self.texts.update(failure_texts(read_report(out, JUNIT_FILE)))
         self.texts.update(hang_texts(out))

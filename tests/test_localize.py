@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from coverage import CoverageData
 from patchsmith.tasks.localize import (
     CoverageError,
     coverage_by_test,
+    lines_run,
     matches_any,
     ochiai,
     rank,
@@ -170,3 +172,36 @@ def test_coverage_of_another_schema_raises(tmp_path: Path) -> None:
         conn.execute("CREATE VIEW line_bits AS SELECT 1")
     with pytest.raises(CoverageError, match=r"not coverage\.py data"):
         coverage_by_test(root / "cov.sqlite", root)
+
+
+def _write_lines(out: Path, name: str, data: object) -> None:
+    (out / name).write_text(json.dumps(data))
+
+
+def test_lines_run_unions_processes_and_drops_what_lies_outside(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    out = root / ".patchsmith"
+    out.mkdir(parents=True)
+    _write_lines(out, "lines.7.json", {str(root / "m.py"): [1, 2], "/usr/lib/x.py": [3]})
+    _write_lines(out, "lines.8.json", {str(root / "pkg/n.py"): [5], str(root / "m.py"): [2, 4]})
+    assert lines_run(out, root) == {("m.py", 1), ("m.py", 2), ("m.py", 4), ("pkg/n.py", 5)}
+    assert lines_run(tmp_path, root) == set()  # no files: no lines, no error
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda f: f.write_text("{not json"), id="garbage"),
+        pytest.param(lambda f: f.write_text('{"/ws/m.py": ["1"]}'), id="not-lines"),
+        pytest.param(lambda f: f.write_text("[1, 2]"), id="not-a-mapping"),
+        pytest.param(lambda f: f.symlink_to(f.parent.parent / "real.json"), id="symlink"),
+    ],
+)
+def test_tampered_lines_raise_coverage_error(tmp_path: Path, tamper: object) -> None:
+    root = tmp_path / "ws"
+    out = root / ".patchsmith"
+    out.mkdir(parents=True)
+    _write_lines(root, "real.json", {str(root / "m.py"): [1]})
+    tamper(out / "lines.9.json")  # type: ignore[operator]
+    with pytest.raises(CoverageError):
+        lines_run(out, root)

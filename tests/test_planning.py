@@ -209,6 +209,43 @@ def test_plain_script_coverage_comes_from_the_hook_in_every_process(tmp_path: Pa
     assert plan.localization.startswith("lines the failing command ran")
 
 
+def test_plain_script_lines_need_no_coverage_package(tmp_path: Path) -> None:
+    """The hook's own line tracer: an interpreter that cannot import coverage.py still
+    says which lines the failing command ran."""
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    probe = subprocess.run([f"{venv}/bin/python", "-c", "import coverage"], capture_output=True)
+    assert probe.returncode != 0, "the bare venv must not see coverage.py"
+    files = {
+        "calc.py": CALC,
+        "check.py": "from calc import add, last\n\nassert add(1, 1) == 2\nprint(last([1, 2]))\n",
+    }
+    ws = make_workspace(tmp_path / "ws", files)
+    cmd = f"{venv}/bin/python check.py"
+    plan = make_plan(instance(test_cmd=cmd), get_sandbox("subprocess"), ws, CONFIG, "t")
+    # the defs (run at import) and the bodies of add() and last(), as coverage.py counts them
+    assert plan.executed.get("calc.py") == [1, 2, 5, 13, 14, 17], (plan.executed, plan.notes)
+    assert plan.localization.startswith("lines the failing command ran")
+
+
+def test_a_long_running_command_hands_its_lines_over_to_coverage(tmp_path: Path) -> None:
+    """Past PATCHSMITH_LINES_SWITCH_S (here at once), coverage.py's C tracer measures the
+    rest of the process, and its data joins the tracer's."""
+    venv = _venv_without_coverage_startup(tmp_path)
+    files = {
+        "calc.py": CALC,
+        "check.py": "import sys\nfrom calc import add, last\n\n"
+        "print('tracing with', type(sys.gettrace()).__name__)\n"
+        "assert add(1, 1) == 2\nprint(last([1, 2]))\n",
+    }
+    ws = make_workspace(tmp_path / "ws", files)
+    cmd = f"PATCHSMITH_LINES_SWITCH_S=0 {venv}/bin/python check.py"
+    plan = make_plan(instance(test_cmd=cmd), get_sandbox("subprocess"), ws, CONFIG, "t")
+    assert "tracing with CTracer" in plan.baseline.log_tail, plan.baseline.log_tail
+    assert 14 in plan.executed.get("calc.py", []), (plan.executed, plan.notes)
+    assert 18 not in plan.executed["calc.py"]  # mean() never ran
+
+
 def test_a_baseline_over_the_output_limit_keeps_its_outcomes(tmp_path: Path) -> None:
     loud = (
         "from calc import clamp\n\n\ndef test_loud_clamp():\n"

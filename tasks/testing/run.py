@@ -58,7 +58,7 @@ COVER_DIR = str(Path(__file__).resolve().parent / "coverage_hook")
 command (bound read-only, put on PYTHONPATH for a baseline run)."""
 COMMAND_CONTEXT = "patchsmith-command"
 """Coverage context of a non-pytest command's lines (one "test": the whole command)."""
-COVER_RC, COVER_NOTE = "coverage.rc", "coverage-missing"
+COVER_RC = "coverage.rc"
 
 BASELINE_TEST_FRACTION = 0.25
 BASELINE_TEST_FLOOR_S = 5.0
@@ -168,11 +168,14 @@ def guarded_config(config: SandboxConfig) -> SandboxConfig:
 def command_coverage(
     config: SandboxConfig, env: Mapping[str, str], out: Path, workspace: Path
 ) -> tuple[SandboxConfig, dict[str, str]]:
-    """Coverage of every Python process a non-pytest command starts (see ``coverage_hook``).
+    """The lines every Python process of a non-pytest command runs (see ``coverage_hook``).
 
-    Writes the settings into the (fresh, patchsmith-made) report directory: data next to
-    the JUnit report, one file per process, lines of the workspace only, one static
-    context. Returns the config with the hook bound and the variables to add.
+    The hook's stdlib line tracer writes ``lines.<pid>.json`` into the (fresh,
+    patchsmith-made) report directory; a process that runs long hands over to coverage.py,
+    whose settings are written here: data next to the JUnit report, one file per process,
+    lines of the workspace only, one static context. Returns the config with the hook bound
+    and the variables to add (not COVERAGE_PROCESS_START: coverage.py's own start-up ``.pth``
+    would start it in every process, ~150-200 ms each).
     """
     rc = out / COVER_RC
     rc.write_text(
@@ -185,8 +188,9 @@ def command_coverage(
     )
     variables = {
         "PYTHONPATH": _python_path(config, env, COVER_DIR),
-        "COVERAGE_PROCESS_START": str(rc),
-        "PATCHSMITH_COVER_NOTE": str(out / COVER_NOTE),
+        "PATCHSMITH_LINES_DIR": str(out),
+        "PATCHSMITH_LINES_ROOT": os.path.realpath(workspace),
+        "PATCHSMITH_COVER_RC": str(rc),
     }
     return _bound(config, COVER_DIR), variables
 

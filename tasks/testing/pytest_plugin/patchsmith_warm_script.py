@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pkgutil  # noqa: F401  runpy.run_path imports it per call: here once, not per fork (~2 ms)
 import runpy
 import sys
 import tempfile
