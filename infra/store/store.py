@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Engine, select, update
+from sqlalchemy import CursorResult, Engine, bindparam, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -461,12 +461,17 @@ class Store:
         return self._write("remove_adapter", lambda s: registry.remove(s, name, version))
 
 
+_INSTANCE_STATUS = select(table(InstanceRow).c.status).where(
+    table(InstanceRow).c.id == bindparam("id")
+)
+"""The fence's query, as a Core statement: the ORM's per-call overhead was ~0.7 ms, a third
+of an attempt's record on a small machine."""
+
+
 def _refuse_if_abandoned(session: Session, instance_run_id: str) -> None:
     """A fence for a process that was given up for dead but still runs (its heartbeats
     were late): once its run is ``crashed`` it may write nothing more."""
-    status = session.scalars(
-        select(InstanceRow.status).where(InstanceRow.id == instance_run_id)
-    ).first()
+    status = session.connection().execute(_INSTANCE_STATUS, {"id": instance_run_id}).scalar()
     if status == "crashed":
         raise StoreError(
             f"store: instance run {instance_run_id} was given up as crashed (its flow run "
