@@ -18,15 +18,16 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from patchsmith.adapters import registry
 from patchsmith.errors import PatchsmithError
-from patchsmith.infra.store import Store
+
+if TYPE_CHECKING:  # imported by the commands: the store's SQLAlchemy and Alembic cost ~1 s,
+    from patchsmith.infra.store import Store  # which every other command (run first) pays
 
 adapters_app = typer.Typer(no_args_is_help=True, help="LoRA adapter registry.")
 _out = Console()
@@ -39,6 +40,8 @@ def _group() -> None:
 
 @contextmanager
 def _store() -> Iterator[Store]:
+    from patchsmith.infra.store import Store
+
     try:
         with Store.open() as store:
             yield store
@@ -67,6 +70,8 @@ def register(
 ) -> None:
     """Register SOURCE as NAME@VERSION and print its record as JSON."""
     targets = [t.strip() for t in (target_modules or "").split(",") if t.strip()] or None
+    from patchsmith.adapters import registry
+
     with _store() as store:
         record = registry.register(
             store,
@@ -89,6 +94,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List registered adapters, by name then registration time."""
+    from patchsmith.adapters import registry
+
     with _store() as store:
         found = registry.records(store, kind)
     if as_json:
@@ -116,6 +123,8 @@ def show(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, or NAME for the latest version.")],
 ) -> None:
     """Print one adapter's record as JSON."""
+    from patchsmith.adapters import registry
+
     with _store() as store:
         record = registry.resolve(store, ref)
     typer.echo(json.dumps(record.model_dump(mode="json"), indent=2))
@@ -124,6 +133,8 @@ def show(
 @adapters_app.command("remove")
 def remove(ref: Annotated[str, typer.Argument(help="NAME@VERSION to forget.")]) -> None:
     """Forget one adapter version (its files are left alone)."""
+    from patchsmith.adapters import registry
+
     with _store() as store:
         record = registry.remove(store, ref)
     typer.echo(f"removed {record.ref} ({record.kind}, sha256 {record.sha256[:12]}…)")
