@@ -154,6 +154,25 @@ def _row(name: str, side: Side, count: int) -> str:
     )
 
 
+def _machine() -> str:
+    """How fast this machine is at what both sides spend on (a Python start, Python code):
+    the wall ratio moves with it (ours is Python-heavy, the sweep is process starts)."""
+    starts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        starts.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(1_000_000):
+        total += i
+    loop = time.perf_counter() - t0
+    return (
+        f"machine: {os.cpu_count()} CPUs; python start {statistics.median(starts) * 1000:.0f} ms; "
+        f"a 1e6-step Python loop {loop * 1000:.0f} ms"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
@@ -175,6 +194,7 @@ def main() -> None:
     kinds = Counter(p.kind for p in programs)
     print(f"{len(programs)} programs ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
     print(f"budget {args.budget:g} s per instance, {args.slots} at once")
+    print(_machine())
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # as patchsmith's default environment
     pytest_resolved: int | None = None
     with tempfile.TemporaryDirectory(prefix="search-floor-") as tmp_name:
