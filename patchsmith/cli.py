@@ -121,20 +121,18 @@ def run(
         show(parsed)
         return
     stops = Stops()
-    preflight: list[BaseException] = []  # its errors keep their exit code (2): not the API's
 
     def first() -> None:
         try:
             _print_preflight(parsed)
-        except PatchsmithError as exc:
-            preflight.append(exc)
-            raise
+        except PatchsmithError as exc:  # exit 2, as before the API's start (which is 1)
+            raise fail(str(exc)) from None
 
     try:
         try:
             stops.server = start_api(home, first)
         except PatchsmithError as exc:
-            raise fail(str(exc), 2 if preflight else 1) from None
+            raise fail(str(exc), 1) from None
         mode = {"distributed": distributed, "deployment": deployment, "batch": batch}
         state = _run_flow(parsed.instances, campaign, out, concurrency, redo, tracking, stops, mode)
     finally:
