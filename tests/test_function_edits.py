@@ -165,3 +165,32 @@ def test_the_function_context_shows_the_suspicious_functions_whole_and_the_failu
     # A small budget keeps the best function whole and drops the rest and the log.
     small = function_context(inst, plan, project, 30)
     assert "return date(year, month, day.day)" in small and "def free" not in small
+
+
+def _run_log(workspace: str, seconds: str, address: str) -> str:
+    return (
+        f"{workspace}/sched/dates.py:7: in add_months\n"
+        "    return date(year, month, day.day)\n"
+        f"E   ValueError: day is out of range for month (<Agenda object at {address}>)\n"
+        f"FAILED tests/test_dates.py::test_end_of_month - ValueError\n"
+        f"1 failed, 3 passed in {seconds}s\n"
+        f"Ran 4 tests in {seconds}s"
+    )
+
+
+def test_two_runs_of_the_same_failure_give_the_same_prompt(project: Path) -> None:
+    """What differs between runs (the attempt's directory, timings, object addresses) is
+    not shown: a greedy model must get the same prompt for the same instance every run."""
+    inst = Instance(instance_id="dates", repo=str(project), instruction="fix", scope=["sched/**"])
+    runs = [
+        ("/srv/ps/workspaces/attempts/311-0123456789abcdef/merged", "0.05", "0x7f3a1c2b9d10"),
+        ("/tmp/h/workspaces/attempts/97-fedcba9876543210/merged", "1.27", "0x7f00aa11bb22"),
+    ]
+    texts = [
+        function_context(inst, _plan(("sched/dates.py", 7, 0.9), log=_run_log(*r)), project, 400)
+        for r in runs
+    ]
+    assert texts[0] == texts[1]
+    assert "sched/dates.py:7: in add_months" in texts[0], "paths stay, relative"
+    assert "merged" not in texts[0] and "0.05" not in texts[0] and "0x7f" not in texts[0]
+    assert "1 failed, 3 passed" in texts[0] and "Ran 4 tests" in texts[0]

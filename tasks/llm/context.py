@@ -9,6 +9,7 @@ estimated at ~4 characters each; the context stops at the budget, at a line boun
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,29 @@ WHOLE_FILE_LINES = 120
 WINDOW = 10
 MAX_FUNCTION_LINES = 80
 TOP_LINES = 15
+
+
+# What changes between two runs of the same tests and means nothing to a model: an attempt
+# workspace's absolute path (a new random directory per attempt), the runners' timings and
+# object addresses. Left in, they make two runs' prompts differ, and a greedy decode's reply
+# with them (the same instance fixed in one run and not in the next).
+_COUNTS = r"(\d+ (?:passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?))"
+_VOLATILE = (
+    (re.compile(r"/(?:[^\s/\"':]+/)*attempts/\d+-[0-9a-f]{16}/merged/"), ""),
+    (re.compile(r"/(?:[^\s/\"':]+/)*pristine/[^\s/\"':]+/"), ""),
+    (re.compile(r"^(Ran \d+ tests?) in \d+(?:\.\d+)?s$", re.M), r"\1"),
+    (re.compile(_COUNTS + r" in \d+(?:\.\d+)?s(?: \(\d+:\d\d:\d\d\))?"), r"\1"),
+    (re.compile(r"\b0x[0-9a-fA-F]{6,16}\b"), "0x…"),
+)
+
+
+def steady(text: str) -> str:
+    """``text`` (a test log) without what differs between runs of the same tests: workspace
+    paths become relative, durations and object addresses are dropped. Prompts show logs
+    through this, so the same instance gives the same prompt in every run."""
+    for pattern, repl in _VOLATILE:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def estimate_tokens(text: str) -> int:
@@ -134,7 +158,8 @@ def _goal_context(plan: Plan, budget: int) -> list[str]:
     check = plan.goal.check
     if check is not None and not check.passed and check.log_tail.strip():
         keep = max(200, budget // 4)
-        parts.append(f"The goal's check still fails (tail):\n```\n{check.log_tail[-keep:]}\n```\n")
+        tail = steady(check.log_tail)[-keep:]
+        parts.append(f"The goal's check still fails (tail):\n```\n{tail}\n```\n")
     return parts
 
 
@@ -161,7 +186,7 @@ def build_context(
     if ranked:
         parts.append("Suspicious lines, most suspicious first (their code is in the excerpts "
                      "below):\n" + "\n".join(ranked) + "\n")  # fmt: skip
-    log = "" if plan.goal is not None else plan.baseline.log_tail.strip()
+    log = "" if plan.goal is not None else steady(plan.baseline.log_tail).strip()
     if log:
         keep = max(200, budget // 4)
         parts.append(f"Failing test output (tail):\n```\n{log[-keep:]}\n```\n")
@@ -212,6 +237,6 @@ def function_context(instance: Instance, plan: Plan, root: Path, budget_tokens: 
             break
         code += part
     room = min(budget // 3, budget - len(code))
-    log = "\n".join(plan.baseline.log_tail.strip().splitlines()[-LOG_LINES:])
+    log = "\n".join(steady(plan.baseline.log_tail).strip().splitlines()[-LOG_LINES:])
     log = log[-room:] if room > 0 else ""
     return (f"The failing tests say:\n```\n{log}\n```\n" if log else "") + code

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from patchsmith.domain import Critique, TestReport, Verdict
 from patchsmith.infra.llm.types import ChatMessage, ModelBackend
 from patchsmith.prompts import render
+from patchsmith.tasks.llm.context import steady
 from patchsmith.tasks.llm.models import JsonReply, ask_json
 
 PROMPTS = ("critic_system", "critic_user", "retry_json")
@@ -45,7 +46,7 @@ def evidence(report: TestReport, critique: Critique) -> str:
         f"passing tests: {len(report.passing())}, failing tests: {len(report.failing())}",
     ]
     if report.log_tail and critique.verdict != Verdict.accept:
-        lines.append(f"test log (tail):\n{report.log_tail[-1500:]}")
+        lines.append(f"test log (tail):\n{steady(report.log_tail)[-1500:]}")
     return "\n".join(lines)
 
 
