@@ -74,7 +74,13 @@ class Tracker(Protocol):
     ) -> AbstractContextManager[SpanHandle]: ...
 
     def model_call(
-        self, run_id: str | None, *, model: str, usage: Usage, attributes: dict[str, Any]
+        self,
+        run_id: str | None,
+        *,
+        model: str,
+        usage: Usage,
+        attributes: dict[str, Any],
+        transcript: tuple[dict[str, Any], str] | None = None,
     ) -> None: ...
 
     def log_attempt(self, run_id: str | None, attempt: Attempt) -> None: ...
@@ -140,7 +146,13 @@ class NullTracker:
         yield SpanHandle()
 
     def model_call(
-        self, run_id: str | None, *, model: str, usage: Usage, attributes: dict[str, Any]
+        self,
+        run_id: str | None,
+        *,
+        model: str,
+        usage: Usage,
+        attributes: dict[str, Any],
+        transcript: tuple[dict[str, Any], str] | None = None,
     ) -> None:
         return None
 

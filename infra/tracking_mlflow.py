@@ -543,9 +543,16 @@ class MlflowTracker:
 
     @_guarded
     def model_call(
-        self, run_id: str | None, *, model: str, usage: Usage, attributes: dict[str, Any]
+        self,
+        run_id: str | None,
+        *,
+        model: str,
+        usage: Usage,
+        attributes: dict[str, Any],
+        transcript: tuple[dict[str, Any], str] | None = None,
     ) -> None:
-        """An LLM span with token usage and cost (unknown cost: ``patchsmith.cost_unknown``)."""
+        """An LLM span with token usage and cost (unknown cost: ``patchsmith.cost_unknown``),
+        and the request's messages and the reply as its inputs and outputs when given."""
         if run_id is None:
             return
         now = time.time_ns()
@@ -569,4 +576,7 @@ class MlflowTracker:
         attrs.update(attributes)
         start = now - int(usage.latency_s * 1e9)
         span = self._start_span(run_id, f"model {model}", "LLM", attrs, start_time_ns=start)
+        if transcript is not None:
+            span.set_inputs(transcript[0])
+            span.set_outputs(transcript[1])
         span.end(end_time_ns=now)

@@ -30,6 +30,7 @@ from patchsmith.infra.workspace import WorkspaceManager
 from patchsmith.outputs import OutputWriter
 from patchsmith.progress import emit
 from patchsmith.tasks.llm.models import warm_up
+from patchsmith.tasks.llm.transcript import transcript
 from patchsmith.tasks.repair import DIRECT, RepairContext, RepairError, Steps, repair
 from patchsmith.tasks.slots import Slots
 
@@ -178,6 +179,7 @@ def _run_fresh(session: Session, instance: Instance, key: str, steps: Steps) -> 
             tracker.model_call(
                 ml_run, model=model, usage=attempt.usage,
                 attributes={"attempt": attempt.number, "tier": attempt.tier},
+                transcript=transcript(store, attempt.model),
             )  # fmt: skip
         tracker.log_attempt(ml_run, attempt)
         emit("attempt", instance_id=instance.instance_id, attempt=attempt)

@@ -21,8 +21,8 @@ from patchsmith.infra.llm.scripted import ScriptedBackend
 from patchsmith.infra.store import Store
 from patchsmith.tasks import cascade_fit
 from patchsmith.tasks.campaign import open_session, run_instance, work_key
-from patchsmith.tasks.llm.generator import prompt_digest
 from patchsmith.tasks.llm.models import use_backend
+from patchsmith.tasks.llm.transcript import prompt_digest
 from patchsmith.tasks.policy import Ledger, Limits, Spend, TierStart, call_refused, over
 from patchsmith.tasks.repair import DIRECT
 

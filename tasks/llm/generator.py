@@ -16,7 +16,6 @@ added in ``review``. ``ModelUnavailable`` propagates so Prefect retries the step
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,10 +42,12 @@ from patchsmith.tasks.llm.context import (
     function_context,
     in_scope,
     prompt_forms,
+    steady,
 )
 from patchsmith.tasks.llm.models import backend_for, provenance
 from patchsmith.tasks.llm.planner import PROMPTS as PLANNER_PROMPTS
 from patchsmith.tasks.llm.planner import LLMPlan, run_planner
+from patchsmith.tasks.llm.transcript import PROMPT, REPLY, keep, prompt_blob
 
 GENERATOR = "llm"
 FEEDBACK_CHARS = 1500
@@ -76,18 +77,13 @@ def edit_to_diff(
     return diff
 
 
-def prompt_digest(messages: Sequence[ChatMessage]) -> str:
-    """sha256 of a request's messages (roles and contents), as attempts record it."""
-    blob = "\0".join(f"{m.role}\0{m.content}" for m in messages)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 class LLMGenerator:
     """Proposes SEARCH/REPLACE edits from one LLM tier's model (and reviews with its critic)."""
 
     def __init__(self, tier: LLMTier, store: Store | None = None) -> None:
         self.tier = tier
         self.models = resolve_tier(tier, store)
+        self.store = store  # keeps each prompt and reply (tasks/llm/transcript.py)
         self.rounds = 0
         self.samples = 0
         self.instruction = ""
@@ -193,7 +189,7 @@ class LLMGenerator:
         fb = ""
         if notes:
             fb = "Earlier attempts and what was wrong with them:\n" + "\n---\n".join(
-                n[-FEEDBACK_CHARS:] for n in notes
+                steady(n)[-FEEDBACK_CHARS:] for n in notes
             )
             fb += "\n"
         if self.tier.edit_format == "function":
@@ -257,7 +253,7 @@ class LLMGenerator:
                 ChatMessage(role="system", content=system),
                 ChatMessage(role="user", content=user),
             ]
-            self.prompt_sha256 = prompt_digest(messages)
+            self.prompt_sha256 = keep(self.store, prompt_blob(messages), PROMPT)
             requests = [
                 ChatRequest(
                     messages=messages,
@@ -323,6 +319,7 @@ class LLMGenerator:
         # runs that asked differently.
         model["prompt_sha256"] = self.prompt_sha256
         model["finish_reason"] = completion.finish_reason
+        model["reply_sha256"] = keep(self.store, completion.text.encode(), REPLY)
         if self.planner_record is not None:
             model["planner"] = {k: v for k, v in self.planner_record.items() if k != "prompts"}
         via = f" via {use.name}@{use.version}" if use and use.version else ""
