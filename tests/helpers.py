@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -257,3 +258,17 @@ def check_survives_hostile(
     again = runner.run(dict(fixed), [target], config)
     assert again is not None and again.outcomes[target] == TestOutcome.passed, again.log_tail
     assert runner.starts == 1
+
+
+def run_spans(tracking_uri: str, experiment: str, mlflow_run_id: str) -> list[Any]:
+    """Every span of the traces MLflow keeps for one run of ``experiment``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment!r}"
+    traces = client.search_traces(
+        locations=[exp.experiment_id],
+        filter_string=f"metadata.mlflow.sourceRun = '{mlflow_run_id}'",
+    )
+    return [span for trace in traces for span in trace.data.spans]

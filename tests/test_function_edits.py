@@ -10,7 +10,7 @@ from patchsmith.domain import Instance, Intent, Plan, SuspiciousLine, TestOutcom
 from patchsmith.errors import ApplyError, MalformedEdit
 from patchsmith.tasks.edits.diff import apply_diff
 from patchsmith.tasks.edits.functions import cut_off, functions_to_diff
-from patchsmith.tasks.llm.context import function_context
+from patchsmith.tasks.llm.context import function_context, steady
 
 SOURCE = '''"""Dates."""
 from datetime import date
@@ -194,3 +194,6 @@ def test_two_runs_of_the_same_failure_give_the_same_prompt(project: Path) -> Non
     assert "sched/dates.py:7: in add_months" in texts[0], "paths stay, relative"
     assert "merged" not in texts[0] and "0.05" not in texts[0] and "0x7f" not in texts[0]
     assert "1 failed, 3 passed" in texts[0] and "Ran 4 tests" in texts[0]
+    # A pristine tree's path goes too; a folder of the repository's own named so stays.
+    pristine = "/srv/ps/workspaces/pristine/0123456789abcdef0123/src/pristine/db.py:3"
+    assert steady(pristine) == "src/pristine/db.py:3"

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import make_stats_project, write_campaign
+from helpers import make_stats_project, run_spans, write_campaign
 
 from patchsmith.config import load_campaign
 from patchsmith.domain import AttemptStatus, OutcomeStatus
@@ -77,7 +77,6 @@ def test_live_tracking_records_spans_per_step(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
-    from mlflow import MlflowClient
 
     make_stats_project(tmp_path)
     campaign = load_campaign(write_campaign(tmp_path, name="live"))
@@ -90,14 +89,7 @@ def test_live_tracking_records_spans_per_step(
     mlflow.flush_trace_async_logging()
     [row] = session.store.instance_runs(session.campaign_id)
     assert row["tracking_synced"] and row["mlflow_run_id"]
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("live")
-    assert exp is not None
-    traces = client.search_traces(
-        locations=[exp.experiment_id],
-        filter_string=f"metadata.mlflow.sourceRun = '{row['mlflow_run_id']}'",
-    )
-    names = {span.name for trace in traces for span in trace.data.spans}
+    names = {span.name for span in run_spans(uri, "live", row["mlflow_run_id"])}
     assert {"plan", "generate", "sandbox-test", "critique", "verify"} <= names
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import make_stats_project
+from helpers import make_stats_project, run_spans
 from test_budgets import WRONG, campaign, scripted
 from test_llm_campaign import FIX
 
@@ -26,7 +26,6 @@ def test_each_attempt_keeps_its_prompt_and_reply_in_the_store_and_in_mlflow(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
-    from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -49,13 +48,6 @@ def test_each_attempt_keeps_its_prompt_and_reply_in_the_store_and_in_mlflow(
     assert attempts[0].model["prompt_sha256"] != attempts[1].model["prompt_sha256"]
 
     [row] = session.store.instance_runs(session.campaign_id)
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("budgets")
-    assert exp is not None
-    traces = client.search_traces(
-        locations=[exp.experiment_id],
-        filter_string=f"metadata.mlflow.sourceRun = '{row['mlflow_run_id']}'",
-    )
-    spans = [s for t in traces for s in t.data.spans if s.name == "model coder"]
+    spans = [s for s in run_spans(uri, "budgets", row["mlflow_run_id"]) if s.name == "model coder"]
     assert sorted(s.outputs for s in spans) == sorted([WRONG, FIX])
     assert all(s.inputs["messages"][1]["content"].startswith("Task:") for s in spans)

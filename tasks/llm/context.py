@@ -48,7 +48,7 @@ TOP_LINES = 15
 _COUNTS = r"(\d+ (?:passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?))"
 _VOLATILE = (
     (re.compile(r"/(?:[^\s/\"':]+/)*attempts/\d+-[0-9a-f]{16}/merged/"), ""),
-    (re.compile(r"/(?:[^\s/\"':]+/)*pristine/[^\s/\"':]+/"), ""),
+    (re.compile(r"/(?:[^\s/\"':]+/)*pristine/[0-9a-f]{20}/"), ""),
     (re.compile(r"^(Ran \d+ tests?) in \d+(?:\.\d+)?s$", re.M), r"\1"),
     (re.compile(_COUNTS + r" in \d+(?:\.\d+)?s(?: \(\d+:\d\d:\d\d\))?"), r"\1"),
     (re.compile(r"\b0x[0-9a-fA-F]{6,16}\b"), "0x…"),
