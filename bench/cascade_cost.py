@@ -84,10 +84,12 @@ def _run(variant: str, tmp: Path) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    ap.add_argument("--keep", type=Path, help="a new folder for the homes, logs and outputs")
+    ap.add_argument("--keep", type=Path, help="a new or empty folder for homes, logs, outputs")
     args = ap.parse_args()
+    if args.keep is not None and args.keep.is_dir() and any(args.keep.iterdir()):
+        ap.error(f"--keep {args.keep}: not empty; name a new or empty folder")
     if args.keep:
-        args.keep.mkdir(parents=True)
+        args.keep.mkdir(parents=True, exist_ok=True)
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="patchsmith-cascade-"))
     results = [_run(v, tmp) for v in args.variants]
     for r in results:

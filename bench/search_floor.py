@@ -186,13 +186,15 @@ def main() -> None:
         "--keep",
         type=Path,
         default=None,
-        help="work in this (new) directory and keep it: corpus, homes, stores",
+        help="work in this new or empty directory and keep it: corpus, homes, stores",
     )
     args = ap.parse_args()
     programs = [p for p in PROGRAMS if args.only is None or p.name in args.only]
     programs = programs[: args.limit]
     kinds = Counter(p.kind for p in programs)
     print(f"{len(programs)} programs ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
+    if args.keep is not None and args.keep.is_dir() and any(args.keep.iterdir()):
+        ap.error(f"--keep {args.keep}: not empty; name a new or empty folder")
     print(f"budget {args.budget:g} s per instance, {args.slots} at once")
     print(_machine())
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # as patchsmith's default environment
@@ -200,7 +202,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="search-floor-") as tmp_name:
         tmp = Path(tmp_name)
         if args.keep is not None:
-            args.keep.mkdir(parents=True)
+            args.keep.mkdir(parents=True, exist_ok=True)
             tmp = args.keep
         for kind in args.kinds:
             projects = write_corpus(tmp / "corpus", kind, programs)
